@@ -1,0 +1,176 @@
+"""The contracts every part of cadence agrees on: knobs, proposals, signals, controllers.
+
+A training step flows measure → guard → propose → arbitrate → apply (see docs/regime.md).
+Signals measure, controllers propose, and only the Regime's arbiter writes into
+``optimizer.param_groups``. This module holds the small types that connect those stages
+and depends on nothing else in cadence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: The hyper-parameters a controller may change. ``momentum`` means SGD momentum or Adam's
+#: beta1; ``beta2`` is Adam's second-moment decay; ``clip_norm`` is the gradient-clipping
+#: threshold (a regime-level knob, stored per group for uniformity).
+KNOBS: tuple[str, ...] = ("lr", "momentum", "beta2", "weight_decay", "clip_norm")
+
+#: Key of a group's name inside a torch param group (set by ``cadence.param_groups``;
+#: the Regime names unnamed groups ``group0``, ``group1``, …).
+GROUP_NAME_KEY = "name"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A controller's request to change one knob of one group (or of every group).
+
+    Exactly one of ``factor`` (multiply the current value; for ``lr`` it multiplies the
+    controller multiplier that sits on top of base × schedule) or ``value`` (an absolute
+    target the arbiter moves towards, within its per-step clamp) is set.
+    ``group=None`` applies to every group. ``urgent=True`` (guards only) bypasses the
+    per-step clamp, never the absolute bounds.
+    """
+
+    knob: str
+    factor: float | None = None
+    value: float | None = None
+    group: str | None = None
+    reason: str = ""
+    source: str = ""
+    urgent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.knob not in KNOBS:
+            raise ValueError(f"Proposal.knob={self.knob!r} is not one of {KNOBS}")
+        if (self.factor is None) == (self.value is None):
+            raise ValueError("Proposal needs exactly one of factor= or value=")
+        amount = self.factor if self.factor is not None else self.value
+        if amount != amount or amount in (float("inf"), float("-inf")) or amount < 0:
+            raise ValueError(
+                f"Proposal for {self.knob!r} has a non-finite or negative amount: {amount!r}"
+            )
+
+
+#: Flat mapping of signal name → float. Per-group values use the key ``f"{name}/{group}"``
+#: (e.g. ``"grad_norm/head"``). Flat floats pack into one tensor for the distributed
+#: all-reduce, so every rank decides from identical numbers.
+Signals = Mapping[str, float]
+
+
+@dataclass
+class GroupView:
+    """Read-only view of one param group handed to controllers (they never see the optimizer)."""
+
+    name: str
+    values: dict[str, float]          # current effective value per knob the optimizer has
+    base: dict[str, float]            # base values (before schedule and controller multipliers)
+    num_params: int = 0               # number of scalar parameters in the group
+    depth: int | None = None          # layer depth when cadence.param_groups set it
+
+
+@dataclass
+class Context:
+    """What a controller may know about the run besides the signals."""
+
+    step: int                                 # real optimizer updates done so far
+    total_steps: int | None
+    groups: list[GroupView]
+    warmup_steps: int = 0
+    schedule_multiplier: dict[str, float] = field(default_factory=dict)  # per group, this step
+    metrics: dict[str, float] = field(default_factory=dict)  # latest regime.observe(...) values
+    metrics_step: int | None = None           # step at which ``metrics`` were observed
+    num_params: int = 0                       # trainable scalars in the whole optimizer
+    is_distributed: bool = False
+    world_size: int = 1
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.step < self.warmup_steps
+
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """A decision rule. ``name`` is the Event source; ``propose`` must be deterministic
+    given (signals, context, own state) so every rank decides the same."""
+
+    name: str
+
+    def propose(self, signals: Signals, context: Context) -> list[Proposal]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class MeasureContext:
+    """What a signal may read when it measures, once per real optimizer update.
+
+    ``params_by_group`` lists the trainable tensors of each group (frozen ones excluded),
+    gradients already unscaled (AMP) and accumulated. ``optimizer`` is given so signals can
+    *reuse* optimizer state (e.g. Adam's ``exp_avg_sq``) instead of duplicating it;
+    signals must never write into it.
+    """
+
+    step: int
+    loss: float
+    params_by_group: dict[str, list[Any]]     # group name -> list[torch.Tensor]
+    optimizer: Any
+    grad_norm: float                          # global gradient norm, computed once
+    micro_grad_norms: list[float] = field(default_factory=list)  # per micro-batch, if accumulating
+    closure: Callable[[], Any] | None = None  # loss closure, for opt-in probes (Hessian)
+
+
+class Signal(Protocol):
+    """A measurement. ``measure`` returns raw local numbers (reduced across ranks by the
+    Regime, mean); ``update`` turns reduced numbers into derived ones (EMAs, slopes) and
+    returns every key it owns. ``every`` > 1 makes a costly probe run every k steps only.
+    ``after_step`` (optional) sees parameters after ``optimizer.step()`` (update ratios)."""
+
+    name: str
+    every: int
+
+    def measure(self, ctx: MeasureContext) -> dict[str, float]: ...
+
+    def update(self, reduced: dict[str, float]) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Registry:
+    """Name → factory, so presets and configuration files switch parts on by name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+            self._items[name] = factory
+            return factory
+
+        return deco
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        if name not in self._items:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
+            )
+        return self._items[name](**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+
+CONTROLLERS = Registry("controller")
+SIGNALS = Registry("signal")
