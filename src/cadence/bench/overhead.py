@@ -1,0 +1,175 @@
+"""Per-step overhead of cadence's presets against the same loop with the bare optimizer.
+
+Both arms train their own copy of the model (same initialisation) in one process,
+interleaved A/B/B/A block by block so drift in machine load hits both; warm-up steps
+are excluded. Per repeat we take the median step time of each arm and their ratio;
+reported as the median and inter-quartile range of the ratios. A ``control`` row times
+the bare loop against itself, which shows the noise floor. Memory: extra tensor bytes
+held by cadence (optimizer state plus the regime's state) over the bare optimizer's,
+and the Python-heap peak per step (``tracemalloc``). Extra forward passes made inside
+``regime.step`` (diagnostics) are counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .workloads import get_workload
+
+PRESETS = ("auto", "clara", "plateau", "cosine")
+WORKLOADS = ("charlm", "mnist1d-mlp-w1024")
+
+
+@dataclass
+class OverheadResult:
+    workload: str
+    preset: str
+    bare_ms: float
+    cadence_ms: float
+    ratio_median: float
+    ratio_q1: float
+    ratio_q3: float
+    extra_state_mb: float
+    heap_peak_kb_bare: float
+    heap_peak_kb_cadence: float
+    extra_forwards_per_step: float
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+class _Arm:
+    """One model + its step function; counts forward calls."""
+
+    def __init__(
+        self, model: nn.Module, step: Callable[[torch.Tensor], None], state: Callable[[], Any]
+    ) -> None:
+        self.model, self.step, self.state = model, step, state
+        self.forwards = 0
+        model.register_forward_pre_hook(self._count)
+
+    def _count(self, *_: Any) -> None:
+        self.forwards += 1
+
+
+def _make_arm(workload: Any, preset: str | None, lr: float) -> _Arm:
+    import cadence
+
+    torch.manual_seed(0)
+    model = workload.make_model()
+    opt = torch.optim.AdamW(cadence.param_groups(model, lr=lr, weight_decay=0.01))
+    if preset is None:
+        def bare(loss: torch.Tensor) -> None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return _Arm(model, bare, lambda: opt.state_dict()["state"])
+    regime = cadence.Regime(opt, total_steps=100_000, preset=preset)
+    return _Arm(model, regime.step, lambda: [opt.state_dict()["state"], regime.state_dict()])
+
+
+def _block(
+    arm: _Arm, workload: Any, gen: torch.Generator, steps: int, heap: bool
+) -> tuple[list[float], float]:
+    times = []
+    if heap:
+        tracemalloc.start()
+    for i in range(steps):
+        batch = workload.batch(i, gen)
+        t0 = time.perf_counter()
+        loss = workload.loss(arm.model, batch)
+        loss.backward()
+        arm.step(loss)
+        times.append(time.perf_counter() - t0)
+    peak = 0.0
+    if heap:
+        peak = tracemalloc.get_traced_memory()[1] / 1024
+        tracemalloc.stop()
+    return times, peak
+
+
+def measure_overhead(
+    presets: Sequence[str] = PRESETS,
+    workloads: Sequence[str] = WORKLOADS,
+    repeats: int = 7,
+    steps: int = 30,
+    warmup: int = 10,
+    lr: float = 1e-3,
+    log: Callable[[str], None] = print,
+) -> list[OverheadResult]:
+    """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``)."""
+    if repeats < 2 or steps < 1:
+        raise ValueError(f"need repeats >= 2 and steps >= 1, got repeats={repeats}, steps={steps}")
+    try:
+        import cadence
+
+        cadence.Regime  # noqa: B018 - fail here, with a clear message, when not built yet
+        cadence.param_groups  # noqa: B018
+    except Exception as err:
+        log(f"[cadence bench overhead] skipped: cadence.Regime / param_groups unavailable ({err})")
+        return []
+    torch.set_num_threads(1)
+    results = []
+    for wl_name in workloads:
+        wl = get_workload(wl_name)
+        wl.prepare()
+        for preset in ("control", *presets):
+            bare = _make_arm(wl, None, lr)
+            other = _make_arm(wl, None if preset == "control" else preset, lr)
+            gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+            _block(bare, wl, gen_a, warmup, False)
+            _block(other, wl, gen_b, warmup, False)
+            other.forwards = bare.forwards = 0
+            ratios, t_bare, t_other, h_bare, h_other = [], [], [], [], []
+            for r in range(repeats):
+                order = [(bare, gen_a), (other, gen_b)]
+                if r % 2:
+                    order.reverse()
+                meds = {}
+                for arm, gen in order:
+                    times, peak = _block(arm, wl, gen, steps, heap=(r == 0))
+                    meds[id(arm)] = statistics.median(times)
+                    if r == 0:
+                        (h_bare if arm is bare else h_other).append(peak)
+                t_bare.append(meds[id(bare)])
+                t_other.append(meds[id(other)])
+                ratios.append(meds[id(other)] / meds[id(bare)])
+            q = statistics.quantiles(ratios, n=4)
+            extra = (_tensor_bytes(other.state()) - _tensor_bytes(bare.state())) / 2**20
+            results.append(OverheadResult(
+                wl_name, preset, 1e3 * statistics.median(t_bare), 1e3 * statistics.median(t_other),
+                statistics.median(ratios), q[0], q[2], extra, h_bare[0], h_other[0],
+                (other.forwards - bare.forwards) / (repeats * steps),
+            ))
+    return results
+
+
+def format_overhead(results: list[OverheadResult]) -> str:
+    """A Markdown table of overhead results."""
+    if not results:
+        return "no overhead results (see the message above)"
+    head = ("| workload | preset | bare ms/step | cadence ms/step | ratio (median) | IQR | "
+            "extra state MB | heap peak KB bare / cadence | extra forwards/step |")
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        lines.append(
+            f"| {r.workload} | {r.preset} | {r.bare_ms:.2f} | {r.cadence_ms:.2f} | "
+            f"{r.ratio_median:.3f} | {r.ratio_q1:.3f}–{r.ratio_q3:.3f} | {r.extra_state_mb:.2f} | "
+            f"{r.heap_peak_kb_bare:.0f} / {r.heap_peak_kb_cadence:.0f} | "
+            f"{r.extra_forwards_per_step:.2f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,480 @@
+"""Regime configuration files: TOML, YAML or JSON → validated ``Regime`` arguments.
+
+A configuration names a preset, the controllers with their parameters, bounds and a
+schedule — the same fields a run folder's ``config.json`` records — so a run can be
+written down, reviewed and repeated::
+
+    preset = "auto"
+    total_steps = 10_000
+
+    [schedule]                 # cadence.schedules.from_dict form
+    kind = "cosine"
+    total_steps = 10_000
+
+    [bounds]
+    lr = [1e-6, 1.0]
+
+    [[controllers]]
+    name = "plateau"
+    patience = 200             # parameters inline, or as  params = { patience = 200 }
+
+A run folder's ``config.json`` is itself a valid configuration (its informational keys,
+such as ``optimizer`` and ``started``, are ignored). Every error names the offending key
+and the values that would have been accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Keys the run folder's config.json records for information only; ignored on load.
+INFO_KEYS: frozenset[str] = frozenset(
+    {"optimizer", "groups", "cadence_version", "started", "resolved_schedule"}
+)
+#: Keys understood here, with what each must hold (for error messages). ``Regime``'s own
+#: signature decides which of them are accepted (see ``_allowed_keys``).
+CONFIG_KEYS: dict[str, str] = {
+    "preset": "a preset name",
+    "total_steps": "a positive integer",
+    "warmup_steps": "a non-negative integer",
+    "controllers": "a list of {name, params} tables",
+    "signals": "a list of {name, params} tables",
+    "schedule": "a schedule table {kind, ...} or a table of group name -> schedule table",
+    "bounds": "a table of knob -> [lo, hi]",
+    "max_change": "a number > 1, or null for no per-step limit",
+    "max_lr_spread": "a number >= 1",
+    "smoothing": "a number in [0, 1)",
+    "clip_norm": "a number > 0, 'adaptive', or null for no clipping",
+    "guard": "true, false, or a table of Guard parameters",
+    "accumulation_steps": "a positive integer",
+    "metrics_every": "a positive integer",
+    "snapshot_every": "a positive integer",
+    "seed": "an integer",
+    "log_dir": "a folder path",
+}
+#: Keys for which an explicit null means "use the default" (and is dropped); for the others
+#: (``max_change``, ``clip_norm``) null is a real value.
+_NULL_IS_DEFAULT = frozenset(
+    {"preset", "total_steps", "warmup_steps", "schedule", "max_lr_spread", "seed", "log_dir",
+     "controllers", "signals", "bounds"}
+)
+SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the file, the key and what is allowed."""
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file into a dict (not validated)."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(
+            f"config path {str(file)!r} has suffix {suffix!r}; allowed: {', '.join(SUFFIXES)}"
+        )
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {str(file)!r} does not exist")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if suffix == ".toml":
+            data = _toml_loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = _yaml_loads(text)
+    except (ValueError, TypeError) as err:  # TOMLDecodeError/JSONDecodeError/YAMLError
+        raise ConfigError(f"{file}: cannot parse: {err}") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{file}: the top level must be a table/mapping, got {type(data).__name__}"
+        )
+    return data
+
+
+def resolve_config(raw: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate a parsed configuration and return keyword arguments for ``Regime``.
+
+    Controllers are built from the registry (``cadence.protocol.CONTROLLERS``), the schedule
+    with ``cadence.schedules.from_dict``. A top-level ``[regime]`` table, if present, is used
+    instead of the top level (so a larger training config can hold one).
+    """
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"{source}: configuration must be a mapping, got {type(raw).__name__}")
+    if "regime" in raw and isinstance(raw["regime"], Mapping):
+        raw, source = raw["regime"], f"{source} [regime]"
+    allowed = _allowed_keys()
+    raw = _strip_preset_parts(raw) if "cadence_version" in raw else raw
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in INFO_KEYS:
+            continue
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: key {key!r} is not allowed; allowed keys: {', '.join(sorted(allowed))}"
+            )
+        if value is None and key in _NULL_IS_DEFAULT:
+            continue
+        parse = _PARSERS.get(key)
+        out[key] = parse(value, source) if parse else value
+    return out
+
+
+def _strip_preset_parts(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config.json lists the preset's own controllers and signals first, then the
+    user's; the preset adds its own again on load, so keep only the user's."""
+    from cadence.regime.presets import resolve_preset
+
+    out = dict(recorded)
+    try:
+        plan = resolve_preset(
+            out.get("preset") or "auto", out.get("total_steps"), out.get("warmup_steps")
+        )
+    except (TypeError, ValueError):
+        return out  # an unknown preset is reported by the preset check
+    for key, from_plan in (("controllers", plan.controllers), ("signals", plan.signals)):
+        entries = list(out.get(key) or [])
+        names = [c if isinstance(c, str) else getattr(c, "name", None) for c in from_plan]
+        recorded_names = [e.get("name") if isinstance(e, Mapping) else e for e in entries]
+        if recorded_names[: len(names)] == names:
+            out[key] = entries[len(names):]
+    return out
+
+
+def regime_from_config(optimizer: Any, path: str | Path, **overrides: Any) -> Any:
+    """Build a ``cadence.Regime`` for ``optimizer`` from a configuration file.
+
+    ``overrides`` (e.g. ``total_steps=``, ``log_dir=``) take precedence over the file.
+    """
+    from cadence.regime import Regime
+
+    kwargs = resolve_config(load_config_file(path), source=str(path))
+    kwargs.update(overrides)
+    return Regime(optimizer, **kwargs)
+
+
+# ---- value parsers ---------------------------------------------------------------------
+def _parse_preset(value: Any, source: str) -> str:
+    names = _preset_names()
+    if not isinstance(value, str) or (names and value not in names):
+        allowed = ", ".join(repr(n) for n in names) if names else "a preset name"
+        raise ConfigError(f"{source}: preset = {value!r} is not allowed; allowed values: {allowed}")
+    return value
+
+
+def _positive_int(key: str) -> Callable[[Any, str], int]:
+    def parse(value: Any, source: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; "
+                              "allowed values: a positive integer")
+        return value
+
+    return parse
+
+
+def _non_negative_int(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{source}: warmup_steps = {value!r} is not allowed; "
+                          "allowed values: a non-negative integer")
+    return value
+
+
+def _parse_log_dir(value: Any, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{source}: log_dir = {value!r} is not allowed; "
+                          "allowed values: a non-empty folder path")
+    return value
+
+
+def _parse_bounds(value: Any, source: str) -> dict[str, tuple[float, float]]:
+    from cadence.protocol import KNOBS
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: bounds must be a table of knob -> [lo, hi], got {value!r}")
+    out: dict[str, tuple[float, float]] = {}
+    for knob, pair in value.items():
+        if knob not in KNOBS:
+            raise ConfigError(f"{source}: bounds.{knob} is not allowed; allowed keys: "
+                              f"{', '.join(KNOBS)}")
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(_is_number(v) for v in pair)):
+            raise ConfigError(f"{source}: bounds.{knob} = {pair!r} is not allowed; "
+                              "allowed values: a pair [lo, hi] of numbers")
+        lo, hi = float(pair[0]), float(pair[1])
+        if not math.isfinite(lo) or lo < 0 or math.isnan(hi) or hi < lo:
+            raise ConfigError(f"{source}: bounds.{knob} = {pair!r} is not allowed; "
+                              "allowed values: 0 <= lo <= hi")
+        out[knob] = (lo, hi)
+    return out
+
+
+def _parse_schedule(value: Any, source: str) -> Any:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: schedule = {value!r} is not allowed; allowed values: "
+                          f"{CONFIG_KEYS['schedule']}")
+    if "kind" in value:
+        return _one_schedule(value, f"{source}: schedule")
+    if not value:
+        raise ConfigError(f"{source}: schedule is empty; allowed values: "
+                          f"{CONFIG_KEYS['schedule']}")
+    per_group = {}
+    for group, table in value.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: schedule.{group} = {table!r} is not allowed; "
+                              "allowed values: a schedule table with a 'kind' key")
+        per_group[str(group)] = _one_schedule(table, f"{source}: schedule.{group}")
+    return per_group
+
+
+#: Schedule factories accepted as ``kind`` besides the registered kinds (their arguments
+#: become the other fields), e.g. ``{kind = "warmup_cosine", total_steps = 1000, ...}``.
+SCHEDULE_FACTORIES: tuple[str, ...] = ("warmup_cosine", "wsd")
+
+
+def _one_schedule(table: Mapping[str, Any], where: str) -> Any:
+    from cadence.schedules import base
+
+    kind = table.get("kind")
+    factory = _schedule_factory(kind) if isinstance(kind, str) else None
+    known = sorted(base.kinds()) + [f for f in SCHEDULE_FACTORIES if _schedule_factory(f)]
+    if kind not in base.kinds() and factory is None:
+        raise ConfigError(f"{where}.kind = {kind!r} is not allowed; allowed values: "
+                          f"{', '.join(known)}")
+    try:
+        if factory is not None and kind not in base.kinds():
+            return factory(**{k: v for k, v in table.items() if k != "kind"})
+        return base.from_dict(dict(table))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _schedule_factory(name: str) -> Callable[..., Any] | None:
+    if name not in SCHEDULE_FACTORIES:
+        return None
+    import importlib
+
+    for module in ("cadence.schedules", "cadence.schedules.warmup"):
+        found = getattr(importlib.import_module(module), name, None)
+        if callable(found):
+            return found
+    return None
+
+
+def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
+    """Parser for ``controllers`` / ``signals``: a list of {name, params} (or names), or a
+    table of name -> params; each entry is built from its registry."""
+
+    def parse(value: Any, source: str) -> list[Any]:
+        registry = _registry(key)
+        if isinstance(value, Mapping):  # [controllers.plateau] tables: name -> params
+            value = [{"name": name, "params": params or {}} for name, params in value.items()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; allowed values: "
+                              f"{CONFIG_KEYS[key]}")
+        built = []
+        for i, entry in enumerate(value):
+            where = f"{source}: {key}[{i}]"
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            if not isinstance(entry, Mapping) or "name" not in entry:
+                raise ConfigError(f"{where} = {entry!r} is not allowed; allowed values: a table "
+                                  "with 'name' and optional parameters")
+            name = entry["name"]
+            if name not in registry:
+                raise ConfigError(f"{where}.name = {name!r} is not allowed; allowed values: "
+                                  f"{', '.join(registry.names()) or '(none registered)'}")
+            params = dict(entry.get("params") or {})
+            inline = {k: v for k, v in entry.items() if k not in ("name", "params")}
+            if inline and params:
+                raise ConfigError(f"{where} ({name}): give parameters inline or under "
+                                  "'params', not both")
+            params.update(inline)
+            built.append(_build_part(registry, name, params, where))
+        return built
+
+    return parse
+
+
+def _build_part(registry: Any, name: str, params: dict[str, Any], where: str) -> Any:
+    factory = registry._items[name]
+    accepted = _parameters(factory)
+    if accepted is not None:
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ConfigError(f"{where} ({name}): parameter(s) {', '.join(unknown)} not allowed;"
+                              f" allowed parameters: {', '.join(accepted) or '(none)'}")
+    try:
+        return registry.create(name, **params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where} ({name}): {err}") from err
+
+
+def _number(key: str, ok: Callable[[float], bool], allow_null: bool = False,
+            words: tuple[str, ...] = ()) -> Callable[[Any, str], Any]:
+    def parse(value: Any, source: str) -> Any:
+        if (value is None and allow_null) or (isinstance(value, str) and value in words):
+            return value
+        if not _is_number(value) or not math.isfinite(value) or not ok(float(value)):
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; allowed values: "
+                              f"{CONFIG_KEYS[key]}")
+        return float(value)
+
+    return parse
+
+
+def _parse_guard(value: Any, source: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        with contextlib.suppress(ImportError):
+            from cadence.controllers.guard import Guard
+
+            accepted = _parameters(Guard)
+            unknown = sorted(set(value) - set(accepted or value))
+            if unknown:
+                raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
+                                  f"parameters: {', '.join(accepted or [])}")
+        return dict(value)
+    raise ConfigError(f"{source}: guard = {value!r} is not allowed; allowed values: "
+                      f"{CONFIG_KEYS['guard']}")
+
+
+def _parse_seed(value: Any, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{source}: seed = {value!r} is not allowed; allowed values: an integer")
+    return value
+
+
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "preset": _parse_preset,
+    "total_steps": _positive_int("total_steps"),
+    "metrics_every": _positive_int("metrics_every"),
+    "warmup_steps": _non_negative_int,
+    "log_dir": _parse_log_dir,
+    "bounds": _parse_bounds,
+    "schedule": _parse_schedule,
+    "controllers": _parts_parser("controllers"),
+    "signals": _parts_parser("signals"),
+    "max_change": _number("max_change", lambda v: v > 1, allow_null=True),
+    "max_lr_spread": _number("max_lr_spread", lambda v: v >= 1),
+    "smoothing": _number("smoothing", lambda v: 0 <= v < 1),
+    "clip_norm": _number("clip_norm", lambda v: v > 0, allow_null=True, words=("adaptive",)),
+    "guard": _parse_guard,
+    "accumulation_steps": _positive_int("accumulation_steps"),
+    "snapshot_every": _positive_int("snapshot_every"),
+    "seed": _parse_seed,
+}
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _allowed_keys() -> set[str]:
+    """Keys a configuration may hold: the ones above, intersected with what ``Regime``
+    accepts once it is importable (so a key the Regime does not take is refused early)."""
+    keys = set(CONFIG_KEYS)
+    try:
+        from cadence.regime import Regime
+    except ImportError:
+        return keys
+    accepted = _parameters(Regime)
+    if accepted is None:
+        return keys
+    return {k for k in accepted if k not in ("optimizer", "self") and k not in _NOT_CONFIGURABLE}
+
+
+#: Regime arguments that hold live objects, not configuration.
+_NOT_CONFIGURABLE = frozenset({"scaler", "sinks", "model", "closure", "process_group"})
+
+
+def _preset_names() -> list[str]:
+    try:
+        from cadence.regime import presets
+    except ImportError:
+        return []
+    for attr in ("PRESETS", "preset_names"):
+        found = getattr(presets, attr, None)
+        if callable(found):
+            return sorted(found())
+        if isinstance(found, Mapping):
+            return sorted(found)
+    return []
+
+
+def _registry(key: str) -> Any:
+    """The controller or signal registry, with every built-in module imported (each
+    module registers its parts on import)."""
+    import importlib
+    import pkgutil
+
+    from cadence.protocol import CONTROLLERS, SIGNALS
+
+    package = "cadence.controllers" if key == "controllers" else "cadence.signals"
+    with contextlib.suppress(ImportError):
+        pkg = importlib.import_module(package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(f"{package}.{info.name}")
+    return CONTROLLERS if key == "controllers" else SIGNALS
+
+
+def _parameters(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword names ``factory`` accepts, or None when it takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.append(p.name)
+    return [n for n in names if n != "self"]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _toml_loads(text: str) -> Any:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError as err:
+            raise ImportError(
+                "reading TOML needs Python 3.11+ (tomllib) or the 'tomli' package on 3.10; "
+                "or write the configuration as YAML/JSON"
+            ) from err
+    return tomllib.loads(text)
+
+
+def _yaml_loads(text: str) -> Any:
+    try:
+        import yaml
+    except ModuleNotFoundError as err:
+        raise ImportError(
+            "reading YAML needs PyYAML: pip install 'cadence[config]'"
+        ) from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(str(err)) from err
+
+
+__all__ = [
+    "CONFIG_KEYS",
+    "ConfigError",
+    "load_config_file",
+    "regime_from_config",
+    "resolve_config",
+]

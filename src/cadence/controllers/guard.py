@@ -1,0 +1,303 @@
+"""Guard: keeps a run alive through NaNs, infs and loss spikes.
+
+Every real update the Regime asks :meth:`Guard.check` for a verdict on the (rank-reduced)
+signals before anything is decided:
+
+* ``"skip"``  — the loss or gradient is non-finite: the optimizer is not stepped and the
+  gradients are zeroed, so NaN never reaches the weights;
+* ``"rollback"`` — the loss spiked (robust z-score ``(L − median) / (1.4826·MAD)`` over the
+  last ``spike_window`` healthy losses above ``spike_threshold``, once ``min_history``
+  losses are known) or ``max_bad_steps`` consecutive steps were skipped: the Regime
+  restores the last known-good snapshot and cuts the lr by ``lr_cut`` at once (an urgent
+  proposal), then the guard gives it back in up to 10 equal factors over ``reintro_steps``
+  steps (each one logged);
+* after ``max_rollbacks`` rollbacks within ``rollback_window`` steps the next one raises
+  :class:`GuardError` instead: the run is not recovering and a person should look.
+
+It also offers an adaptive clipping threshold: the ``clip_percentile``-th percentile of the
+last ``clip_window`` gradient norms (off by default; ``Regime(clip_norm="adaptive")`` turns
+it on with the 95th percentile).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+
+_MAD_TO_SIGMA = 1.4826
+
+
+class GuardError(RuntimeError):
+    """Raised when the guard gives up: rollbacks keep happening."""
+
+
+class Guard:
+    """Skip / rollback / cool-down / gradual re-introduction, plus adaptive clipping.
+
+    Args:
+        spike_threshold: robust z-score of the loss above which a step is a spike.
+        spike_window: number of recent healthy losses the median/MAD are taken over.
+        min_history: healthy losses needed before spikes are detected.
+        spike_floor: the MAD-based scale is at least ``spike_floor × |median|``, so a nearly
+            constant loss does not turn tiny wiggles into spikes.
+        scale_floor: the scale is also at least ``scale_floor × |first healthy loss|``, so a
+            loss that has converged to ~0 is not judged on relative noise of 1e-11.
+        max_bad_steps: consecutive skipped steps that trigger a rollback.
+        lr_cut: factor applied to the lr on rollback, in (0, 1).
+        reintro_steps: steps over which the cut is given back (0: never).
+        max_rollbacks: rollbacks tolerated within ``rollback_window`` steps.
+        rollback_window: window, in steps, for counting rollbacks.
+        clip_percentile: percentile of recent gradient norms used as the clipping threshold
+            (``None``: no adaptive clipping).
+        clip_window: number of recent gradient norms kept for the percentile.
+        clip_min_history: norms needed before adaptive clipping starts.
+    """
+
+    name = "guard"
+
+    def __init__(
+        self,
+        spike_threshold: float = 6.0,
+        spike_window: int = 50,
+        min_history: int = 20,
+        spike_floor: float = 0.01,
+        scale_floor: float = 1e-3,
+        max_bad_steps: int = 3,
+        lr_cut: float = 0.5,
+        reintro_steps: int = 100,
+        max_rollbacks: int = 3,
+        rollback_window: int = 1000,
+        clip_percentile: float | None = None,
+        clip_window: int = 200,
+        clip_min_history: int = 20,
+    ) -> None:
+        if not spike_threshold > 0:
+            raise ValueError(f"spike_threshold must be > 0, got {spike_threshold!r}")
+        for arg, val, lo in (
+            ("spike_window", spike_window, 3),
+            ("min_history", min_history, 3),
+            ("max_bad_steps", max_bad_steps, 1),
+            ("reintro_steps", reintro_steps, 0),
+            ("max_rollbacks", max_rollbacks, 0),
+            ("rollback_window", rollback_window, 1),
+            ("clip_window", clip_window, 1),
+            ("clip_min_history", clip_min_history, 1),
+        ):
+            if not isinstance(val, int) or val < lo:
+                raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
+        if not 0.0 < lr_cut <= 1.0:
+            raise ValueError(f"lr_cut must be in (0, 1], got {lr_cut!r}")
+        if spike_floor < 0 or scale_floor < 0:
+            raise ValueError(
+                f"spike_floor and scale_floor must be >= 0, got {spike_floor!r}, {scale_floor!r}"
+            )
+        if clip_percentile is not None and not 0.0 < clip_percentile <= 100.0:
+            raise ValueError(
+                f"clip_percentile must be in (0, 100] or None, got {clip_percentile!r}"
+            )
+        self.spike_threshold = spike_threshold
+        self.spike_window = spike_window
+        self.min_history = min(min_history, spike_window)
+        self.spike_floor = spike_floor
+        self.scale_floor = scale_floor
+        self.first_loss: float | None = None
+        self.max_bad_steps = max_bad_steps
+        self.lr_cut = lr_cut
+        self.reintro_steps = reintro_steps
+        self.max_rollbacks = max_rollbacks
+        self.rollback_window = rollback_window
+        self.clip_percentile = clip_percentile
+        self.clip_window = clip_window
+        self.clip_min_history = clip_min_history
+        # state
+        self.losses: deque[float] = deque(maxlen=spike_window)
+        self.loss_steps: deque[int] = deque(maxlen=spike_window)
+        self.norms: deque[float] = deque(maxlen=clip_window)
+        self.bad_streak = 0
+        self.skips = 0
+        self.rollbacks: list[int] = []
+        self.owed = 1.0  # lr factor still to give back after cuts
+        self.reintro_factor = 1.0  # one increment
+        self.next_reintro = 0  # step of the next increment
+        self.reintro_every = 1
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, for ``config.json``."""
+        keys = (
+            "spike_threshold",
+            "spike_window",
+            "min_history",
+            "spike_floor",
+            "scale_floor",
+            "max_bad_steps",
+            "lr_cut",
+            "reintro_steps",
+            "max_rollbacks",
+            "rollback_window",
+            "clip_percentile",
+            "clip_window",
+            "clip_min_history",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+    # -- verdict ------------------------------------------------------------------------------
+    def spike_score(self, loss: float) -> float:
+        """Robust z-score of ``loss`` against the recent healthy losses (0 without history).
+
+        The scale is ``1.4826·MAD`` floored as described in the class docstring; a loss at or
+        below the median gets a non-positive score without computing the MAD.
+        """
+        if len(self.losses) < self.min_history:
+            return 0.0
+        hist = sorted(self.losses)
+        med = _median(hist)
+        if loss <= med:  # at or below the median: never a spike, skip the MAD
+            return (loss - med) / max(self.spike_floor * abs(med), 1e-8)
+        mad = _median(sorted(abs(x - med) for x in hist))
+        first = abs(self.first_loss) if self.first_loss is not None else 0.0
+        scale = max(
+            _MAD_TO_SIGMA * mad, self.spike_floor * abs(med), self.scale_floor * first, 1e-8
+        )
+        return (loss - med) / scale
+
+    def check(self, signals: Signals, step: int) -> tuple[str, str]:
+        """Verdict for this step: ``("ok" | "skip" | "rollback", reason)``.
+
+        Records healthy losses and gradient norms; raises :class:`GuardError` when a rollback
+        would exceed ``max_rollbacks`` within ``rollback_window`` steps.
+        """
+        loss = float(signals.get("loss", math.nan))
+        norm = float(signals.get("grad_norm", math.nan))
+        if signals.get("nonfinite", 0.0) > 0 or not (math.isfinite(loss) and math.isfinite(norm)):
+            self.skips += 1
+            self.bad_streak += 1
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            value = loss if not math.isfinite(loss) else norm
+            reason = f"non-finite {what} ({value})"
+            if self.bad_streak >= self.max_bad_steps:
+                return self._rollback(
+                    step, f"{self.bad_streak} consecutive bad steps, last: {reason}"
+                )
+            return "skip", reason
+        z = self.spike_score(loss)
+        if z > self.spike_threshold:
+            self.bad_streak += 1
+            return self._rollback(
+                step,
+                f"loss spike: loss={loss:.4g}, robust z={z:.1f} > {self.spike_threshold:g} "
+                f"over the last {len(self.losses)} steps",
+            )
+        self.bad_streak = 0
+        if self.first_loss is None:
+            self.first_loss = loss
+        self.losses.append(loss)
+        self.loss_steps.append(step)
+        self.norms.append(norm)
+        return "ok", ""
+
+    def rewind(self, step: int) -> None:
+        """Forget losses recorded after ``step`` (the snapshot a rollback restored), so the
+        restored, older parameters are judged against the history they belong to."""
+        while self.loss_steps and self.loss_steps[-1] > step:
+            self.loss_steps.pop()
+            self.losses.pop()
+
+    def _rollback(self, step: int, reason: str) -> tuple[str, str]:
+        recent = [s for s in self.rollbacks if step - s < self.rollback_window]
+        if len(recent) >= self.max_rollbacks:
+            raise GuardError(
+                f"guard stopped the run at step {step}: {reason}; this would be rollback "
+                f"{len(recent) + 1} within {self.rollback_window} steps (max_rollbacks="
+                f"{self.max_rollbacks}; earlier rollbacks at steps {recent})"
+            )
+        self.rollbacks = recent + [step]
+        self.bad_streak = 0
+        return "rollback", reason
+
+    def after_rollback(self, step: int) -> Proposal:
+        """The urgent lr cut to apply now, and the plan to give it back gradually."""
+        self.owed /= self.lr_cut
+        if self.reintro_steps > 0 and self.owed > 1.0:
+            n = min(10, self.reintro_steps)
+            self.reintro_every = max(1, self.reintro_steps // n)
+            self.reintro_factor = self.owed ** (1.0 / n)
+            self.next_reintro = step + self.reintro_every
+        return Proposal(
+            "lr",
+            factor=self.lr_cut,
+            urgent=True,
+            source=self.name,
+            reason=f"rolled back: lr x{self.lr_cut:g}, given back over {self.reintro_steps} steps",
+        )
+
+    # -- controller protocol ------------------------------------------------------------------
+    def propose(self, signals: Signals, context: Context) -> list[Proposal]:
+        """Gradual re-introduction of lr cut by rollbacks."""
+        if self.owed <= 1.0 + 1e-12 or self.reintro_steps == 0 or context.step < self.next_reintro:
+            return []
+        f = min(self.reintro_factor, self.owed)
+        self.owed /= f
+        if self.owed < 1.0 + 1e-9:
+            self.owed = 1.0
+        self.next_reintro = context.step + self.reintro_every
+        return [
+            Proposal(
+                "lr",
+                factor=f,
+                source=self.name,
+                reason=f"re-introducing lr after rollback: x{f:.3g}",
+            )
+        ]
+
+    def clip_threshold(self) -> float | None:
+        """Adaptive clipping threshold from recent gradient norms, or None."""
+        if self.clip_percentile is None or len(self.norms) < self.clip_min_history:
+            return None
+        hist = sorted(self.norms)
+        pos = (len(hist) - 1) * self.clip_percentile / 100.0
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(hist) - 1)
+        return hist[lo] + (hist[hi] - hist[lo]) * (pos - lo)
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "losses": list(self.losses),
+            "loss_steps": list(self.loss_steps),
+            "norms": list(self.norms),
+            "bad_streak": self.bad_streak,
+            "first_loss": self.first_loss,
+            "skips": self.skips,
+            "rollbacks": list(self.rollbacks),
+            "owed": self.owed,
+            "reintro_factor": self.reintro_factor,
+            "next_reintro": self.next_reintro,
+            "reintro_every": self.reintro_every,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.losses = deque((float(x) for x in state["losses"]), maxlen=self.spike_window)
+        self.loss_steps = deque((int(x) for x in state["loss_steps"]), maxlen=self.spike_window)
+        self.norms = deque((float(x) for x in state["norms"]), maxlen=self.clip_window)
+        self.bad_streak = int(state["bad_streak"])
+        self.first_loss = state["first_loss"]
+        self.skips = int(state["skips"])
+        self.rollbacks = [int(s) for s in state["rollbacks"]]
+        self.owed = float(state["owed"])
+        self.reintro_factor = float(state["reintro_factor"])
+        self.next_reintro = int(state["next_reintro"])
+        self.reintro_every = int(state["reintro_every"])
+
+
+def _median(sorted_xs: list[float]) -> float:
+    n = len(sorted_xs)
+    mid = n // 2
+    return sorted_xs[mid] if n % 2 else 0.5 * (sorted_xs[mid - 1] + sorted_xs[mid])
+
+
+CONTROLLERS.register("guard")(Guard)
+
+__all__ = ["Guard", "GuardError"]

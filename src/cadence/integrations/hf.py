@@ -1,0 +1,154 @@
+"""Hugging Face ``Trainer``: a ``TrainerCallback`` that puts a ``cadence.Regime`` in charge.
+
+Where it hooks into the Trainer's loop::
+
+    forward (model output's loss kept by a forward hook) → backward   × accumulation
+    [clip if max_grad_norm > 0]
+    on_pre_optimizer_step   → the Regime measures, guards, adapts and writes the knobs
+    optimizer.step()        → the Trainer's single update, with the Regime's values
+    lr_scheduler.step()     → a no-op: the Trainer's scheduler is switched off
+
+As with Lightning, the Regime's own ``optimizer.step``/``zero_grad`` are deferred (see
+``cadence.integrations._defer``); on a guard skip or rollback the gradients are dropped so
+the Trainer's update changes nothing. The Trainer's scheduler object stays in place (the
+Trainer calls it and logs ``learning_rate`` from it) but its ``step()`` does nothing and
+``get_last_lr()`` reports the Regime's rates. Set ``max_grad_norm=0`` and use the Regime's
+``clip_norm=`` instead: the Trainer clips before the Regime measures the gradient. The
+loss the Regime sees is the mean of the model's returned ``loss`` over the micro-batches,
+so the model must return its loss (as every ``*ForXxx`` model does when given labels).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cadence.integrations._defer import DeferredRegime, unwrap_optimizer
+
+try:
+    from transformers import TrainerCallback
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "cadence.integrations.hf needs transformers: pip install 'cadence[hf]'"
+    ) from err
+
+
+class CadenceTrainerCallback(TrainerCallback):
+    """Run ``cadence.Regime(optimizer, total_steps, preset, **regime_kwargs)`` inside a
+    ``transformers.Trainer``: ``Trainer(..., callbacks=[CadenceTrainerCallback()])``.
+
+    Args:
+        preset: the Regime preset (``"auto"`` by default).
+        total_steps: planned optimizer updates; ``None`` uses the Trainer's ``max_steps``.
+        **regime_kwargs: passed to ``Regime``; ``log_dir`` defaults to
+            ``<output_dir>/cadence``. ``accumulation_steps`` is not accepted (set
+            ``gradient_accumulation_steps`` in ``TrainingArguments``).
+
+    Attributes:
+        regime: the ``Regime`` (created at ``on_train_begin``).
+    """
+
+    def __init__(self, preset: str = "auto", total_steps: int | None = None,
+                 **regime_kwargs: Any) -> None:
+        if "accumulation_steps" in regime_kwargs:
+            raise ValueError(
+                "CadenceTrainerCallback: accumulation_steps is not accepted; set "
+                "TrainingArguments(gradient_accumulation_steps=...) and the callback follows it"
+            )
+        if total_steps is not None and (isinstance(total_steps, bool)
+                                        or not isinstance(total_steps, int) or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive int or None, got {total_steps!r}")
+        self.preset = preset
+        self.total_steps = total_steps
+        self.regime_kwargs = regime_kwargs
+        self.regime: Any = None
+        self._driver: DeferredRegime | None = None
+        self._losses: list[torch.Tensor] = []
+        self._hook: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                       optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
+        from cadence.regime import Regime
+
+        if model is None or optimizer is None:
+            raise RuntimeError("CadenceTrainerCallback needs the Trainer's model and optimizer")
+        if getattr(args, "max_grad_norm", 0) and args.max_grad_norm > 0:
+            warnings.warn(
+                f"TrainingArguments.max_grad_norm={args.max_grad_norm} clips gradients before "
+                "the Regime measures them; set max_grad_norm=0 and pass clip_norm= to "
+                "CadenceTrainerCallback instead", stacklevel=2,
+            )
+        opt = unwrap_optimizer(optimizer)
+        kwargs_ = dict(self.regime_kwargs)
+        if "log_dir" not in kwargs_ and getattr(args, "output_dir", None):
+            kwargs_["log_dir"] = str(Path(args.output_dir) / "cadence")
+        total = self.total_steps or (state.max_steps if state.max_steps > 0 else None)
+        if lr_scheduler is not None:  # undo its first write (warmup starts at 0) and mute it
+            for group in opt.param_groups:
+                if "initial_lr" in group:
+                    group["lr"] = group["initial_lr"]
+            _silence_scheduler(lr_scheduler, opt)
+        self.regime = Regime(opt, total_steps=total, preset=self.preset, **kwargs_)
+        self._driver = DeferredRegime(self.regime)
+        self._hook = model.register_forward_hook(self._keep_loss)
+
+    def _keep_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        loss = _loss_of(output)
+        if loss is not None:
+            self._losses.append(loss)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._driver is None:
+            return
+        if not self._losses:
+            raise RuntimeError(
+                "CadenceTrainerCallback found no loss: the model's forward must return its loss "
+                "(a 'loss' entry or the first element of a tuple) when given labels"
+            )
+        losses, self._losses = self._losses, []
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        self._driver.step(loss)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        """Add every knob of every group to the Trainer's logs (``cadence/<knob>/<group>``)."""
+        if self.regime is None or logs is None:
+            return
+        extra = {f"cadence/{knob}/{group}": float(v)
+                 for group, knobs in self.regime.values().items() for knob, v in knobs.items()}
+        extra["cadence/events"] = len(self.regime.events)
+        logs.update(extra)
+        if state.log_history:
+            state.log_history[-1].update(extra)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self.regime is not None:
+            self.regime.close()
+
+
+def _loss_of(output: Any) -> torch.Tensor | None:
+    if isinstance(output, Mapping) or hasattr(output, "keys"):
+        loss = output.get("loss") if hasattr(output, "get") else None
+    elif isinstance(output, (tuple, list)) and output:
+        loss = output[0]
+    else:
+        loss = output
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad:
+        return loss
+    return None
+
+
+def _silence_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Make the Trainer's scheduler inert: ``step()`` does nothing and ``get_last_lr()``
+    reports the rates the Regime wrote."""
+    scheduler.step = lambda *a, **k: None
+    scheduler.get_last_lr = lambda: [g["lr"] for g in optimizer.param_groups]

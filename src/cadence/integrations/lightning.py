@@ -1,0 +1,169 @@
+"""PyTorch Lightning: a callback that puts a ``cadence.Regime`` in charge of the optimizer.
+
+How it fits Lightning's loop (automatic optimization)::
+
+    training_step → on_before_backward(loss)      # the callback keeps the loss
+                  → backward
+    (every accumulate_grad_batches-th batch)
+    optimizer.step(closure):
+        on_before_optimizer_step                  # the callback runs the Regime here:
+                                                  # measure, guard, adapt, write knobs
+        Lightning's gradient clipping, then the real optimizer update
+    on_train_batch_end                            # knobs logged through pl_module.log
+
+The Regime runs with its own ``optimizer.step``/``zero_grad`` deferred (see
+``cadence.integrations._defer``), so Lightning's single update applies the values the
+Regime just wrote; on a guard skip or rollback the gradients are dropped and Lightning's
+update is a no-op. Gradient accumulation needs nothing special: the hook fires only on
+real updates, and the Regime sees the mean of the micro-batch losses (Lightning divides
+each by ``accumulate_grad_batches``; the callback undoes that for the loss signal).
+Manual optimization works too: ``self.manual_backward(loss)`` and ``opt.step()`` fire the
+same hooks. Do not configure an lr scheduler in ``configure_optimizers`` (the Regime owns
+the learning rate; the callback refuses to start otherwise), and prefer the Regime's
+``clip_norm=`` over ``Trainer(gradient_clip_val=...)`` (Lightning clips after the Regime
+has measured). The Regime's state is saved in and restored from Lightning checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cadence.integrations._defer import DeferredRegime, unwrap_optimizer
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # pragma: no cover - depends on the environment
+    try:
+        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+    except ImportError as err:
+        raise ImportError(
+            "cadence.integrations.lightning needs PyTorch Lightning: "
+            "pip install 'cadence[lightning]'"
+        ) from err
+
+
+class CadenceCallback(Callback):
+    """Run ``cadence.Regime(optimizer, total_steps, preset, **regime_kwargs)`` inside a
+    Lightning ``Trainer``.
+
+    Args:
+        preset: the Regime preset (``"auto"`` by default).
+        total_steps: planned optimizer updates; ``None`` uses
+            ``trainer.estimated_stepping_batches`` (accounts for accumulation, epochs,
+            ``max_steps``).
+        log_knobs: log every knob of every group through ``pl_module.log`` as
+            ``cadence/<knob>/<group>`` (Lightning's logger decides how often it writes).
+        **regime_kwargs: passed to ``Regime`` (``log_dir=``, ``bounds=``, ``clip_norm=``,
+            …). ``log_dir`` defaults to ``<trainer.log_dir>/cadence`` when the trainer has
+            a log folder. ``accumulation_steps`` is not accepted: Lightning accumulates.
+
+    Attributes:
+        regime: the ``Regime`` (created at ``on_fit_start``).
+    """
+
+    def __init__(
+        self,
+        preset: str = "auto",
+        total_steps: int | None = None,
+        log_knobs: bool = True,
+        **regime_kwargs: Any,
+    ) -> None:
+        if "accumulation_steps" in regime_kwargs:
+            raise ValueError(
+                "CadenceCallback: accumulation_steps is not accepted; set "
+                "Trainer(accumulate_grad_batches=...) and the callback follows it"
+            )
+        if total_steps is not None and (isinstance(total_steps, bool)
+                                        or not isinstance(total_steps, int) or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive int or None, got {total_steps!r}")
+        self.preset = preset
+        self.total_steps = total_steps
+        self.log_knobs = log_knobs
+        self.regime_kwargs = regime_kwargs
+        self.regime: Any = None
+        self._driver: DeferredRegime | None = None
+        self._losses: list[torch.Tensor] = []
+        self._pending_state: dict[str, Any] | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        from cadence.regime import Regime
+
+        if len(trainer.optimizers) != 1:
+            raise ValueError(
+                f"CadenceCallback drives exactly one optimizer; configure_optimizers returned "
+                f"{len(trainer.optimizers)}"
+            )
+        if trainer.lr_scheduler_configs:
+            raise ValueError(
+                "CadenceCallback: configure_optimizers also returned an lr scheduler; remove it "
+                "(the Regime sets the learning rate; pass schedule=... to the callback instead)"
+            )
+        optimizer = unwrap_optimizer(trainer.optimizers[0])
+        total = self.total_steps
+        if total is None:
+            estimated = trainer.estimated_stepping_batches
+            total = int(estimated) if math.isfinite(estimated) and estimated > 0 else None
+        kwargs = dict(self.regime_kwargs)
+        if "log_dir" not in kwargs and getattr(trainer, "log_dir", None):
+            kwargs["log_dir"] = str(Path(trainer.log_dir) / "cadence")
+        if self.regime is None or self.regime.optimizer is not optimizer:
+            self.regime = Regime(optimizer, total_steps=total, preset=self.preset, **kwargs)
+        self._driver = DeferredRegime(self.regime)
+        if self._pending_state is not None:
+            self.regime.load_state_dict(self._pending_state)
+            self._pending_state = None
+
+    # -- the step -------------------------------------------------------------------------
+    def on_before_backward(self, trainer: Any, pl_module: Any, loss: torch.Tensor) -> None:
+        scale = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
+        self._losses.append(loss * scale if scale != 1 else loss)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self._driver is None:
+            return
+        if not self._losses:
+            raise RuntimeError(
+                "CadenceCallback saw an optimizer step without a backward pass; in manual "
+                "optimization call self.manual_backward(loss) before opt.step()"
+            )
+        loss = self._losses[0] if len(self._losses) == 1 else torch.stack(self._losses).mean()
+        self._losses = []
+        self._driver.step(loss)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.regime is None or not self.log_knobs:
+            return
+        values = {
+            f"cadence/{knob}/{group}": float(v)
+            for group, knobs in self.regime.values().items()
+            for knob, v in knobs.items()
+        }
+        values["cadence/events"] = float(len(self.regime.events))
+        pl_module.log_dict(values, on_step=True, on_epoch=False, prog_bar=False,
+                           logger=bool(trainer.loggers))
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.regime is not None:
+            self.regime.close()
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.regime is not None:
+            return {"regime": self.regime.state_dict()}
+        return {"regime": self._pending_state} if self._pending_state else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = state_dict.get("regime")
+        if state is None:
+            return
+        if self.regime is not None:
+            self.regime.load_state_dict(state)
+        else:
+            self._pending_state = state

@@ -1,0 +1,161 @@
+"""Presets: named starting configurations of a Regime.
+
+A preset is a function ``(total_steps, warmup_steps) -> Plan`` registered in
+:data:`PRESETS`. The Plan gives the lr schedule, the controllers and extra signals to run,
+and options (``warmup_steps``, and defaults for ``clip_norm``/``guard`` that explicit
+Regime arguments override). Other parts add presets by registering a function::
+
+    @register_preset("clara")
+    def clara(total_steps, warmup_steps):
+        return Plan(schedule=None, controllers=["clara"], signals=[], options={})
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from cadence.schedules import Constant, Schedule, warmup, warmup_cosine
+
+
+class Plan(NamedTuple):
+    """What a preset sets up: a schedule (or None), controllers, signals and options."""
+
+    schedule: Any
+    controllers: list[Any]
+    signals: list[Any]
+    options: dict[str, Any]
+
+
+PresetFn = Callable[[int | None, int | None], Plan]
+PRESETS: dict[str, PresetFn] = {}
+
+#: Fraction of ``total_steps`` used for warmup when ``warmup_steps`` is not given.
+DEFAULT_WARMUP_FRACTION = 0.05
+
+
+def register_preset(name: str) -> Callable[[PresetFn], PresetFn]:
+    """Decorator: register ``fn`` as preset ``name`` (re-registering replaces it)."""
+
+    def deco(fn: PresetFn) -> PresetFn:
+        PRESETS[name] = fn
+        return fn
+
+    return deco
+
+
+#: Modules that register (or replace) a preset when imported; imported on first use, so
+#: ``"auto"`` is the controllers' zero-tuning preset once ``cadence.controllers.auto`` exists.
+PRESET_PROVIDERS: dict[str, str] = {"auto": "cadence.controllers.auto"}
+_loaded: set[str] = set()
+
+
+def _load_provider(name: str) -> None:
+    module = PRESET_PROVIDERS.get(name)
+    if module is None or module in _loaded:
+        return
+    _loaded.add(module)
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
+
+
+def resolve_preset(name: str, total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Build the plan of preset ``name``; unknown names raise ``ValueError`` listing presets."""
+    if not isinstance(name, str):
+        raise TypeError(f"preset must be a string, got {type(name).__name__}")
+    _load_provider(name)
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    return PRESETS[name](total_steps, warmup_steps)
+
+
+# -- schedules used by presets ------------------------------------------------------------------
+def warmup_constant_schedule(warmup_steps: int) -> Schedule:
+    """Linear warmup from 0 over ``warmup_steps`` then constant 1 (just 1 without warmup)."""
+    return warmup(warmup_steps) if warmup_steps else Constant()
+
+
+def warmup_cosine_schedule(total_steps: int, warmup_steps: int) -> Schedule:
+    """Linear warmup from 0 over ``warmup_steps`` then cosine to 0 at ``total_steps``."""
+    return warmup_cosine(total_steps=total_steps, warmup_steps=warmup_steps)
+
+
+def _need_total(name: str, total_steps: int | None) -> int:
+    if total_steps is None:
+        raise ValueError(
+            f"preset {name!r} needs total_steps (its schedule decays over the run); pass "
+            "Regime(optimizer, total_steps=N) or use preset='constant' or 'plateau'"
+        )
+    return total_steps
+
+
+def default_warmup(total_steps: int, warmup_steps: int | None) -> int:
+    """``warmup_steps`` if given, else 5% of ``total_steps``."""
+    if warmup_steps is not None:
+        return warmup_steps
+    return int(round(DEFAULT_WARMUP_FRACTION * total_steps))
+
+
+# -- the presets ---------------------------------------------------------------------------------
+@register_preset("constant")
+def constant(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Constant lr (after an optional linear warmup); guards on; no adaptive controller."""
+    w = warmup_steps or 0
+    return Plan(warmup_constant_schedule(w), [], [], {"warmup_steps": w})
+
+
+@register_preset("cosine")
+def cosine(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Linear warmup (default 5% of total_steps) then cosine decay to 0; needs total_steps."""
+    total = _need_total("cosine", total_steps)
+    w = default_warmup(total, warmup_steps)
+    return Plan(warmup_cosine_schedule(total, w), [], [], {"warmup_steps": w})
+
+
+@register_preset("plateau")
+def plateau(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Constant lr (optional warmup) cut ×0.5 when the short loss EMA stops improving.
+
+    The loss EMA is checked every ``total_steps // 100`` steps (every 50 without a
+    horizon); 5 checks without a 1 % improvement trigger a cut, with hysteresis and a
+    2-check cooldown.
+    """
+    from cadence.controllers.plateau import Plateau
+
+    w = warmup_steps or 0
+    every = max(1, total_steps // 100) if total_steps else 50
+    ctrl = Plateau(
+        monitor="loss_ema_short",
+        factor=0.5,
+        patience=5,
+        threshold=1e-2,
+        cooldown=2,
+        check_every=every,
+        hysteresis=2.0,
+    )
+    return Plan(warmup_constant_schedule(w), [ctrl], [], {"warmup_steps": w})
+
+
+@register_preset("auto")
+def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """The zero-tuning default. For now ``"cosine"`` when ``total_steps`` is known, else
+    ``"plateau"`` (``cadence.controllers.auto`` replaces it by registering its own
+    ``"auto"`` preset)."""
+    if total_steps is None:
+        return plateau(total_steps, warmup_steps)
+    return cosine(total_steps, warmup_steps)
+
+
+__all__ = [
+    "DEFAULT_WARMUP_FRACTION",
+    "PRESETS",
+    "PRESET_PROVIDERS",
+    "Plan",
+    "default_warmup",
+    "register_preset",
+    "resolve_preset",
+    "warmup_constant_schedule",
+    "warmup_cosine_schedule",
+]

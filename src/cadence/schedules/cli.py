@@ -1,0 +1,119 @@
+"""``cadence schedule SPEC``: print (and optionally plot) a schedule's values.
+
+SPEC is a JSON ``to_dict`` object or a call such as
+``"warmup(50, then=cosine(950, floor=0.1))"``. Calls are parsed with :mod:`ast`: only the
+names in ``cadence.schedules.FACTORIES`` may be called and every argument must be a
+literal (numbers, strings, lists, ...) or such a call, so nothing arbitrary is evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from typing import Any
+
+from cadence.schedules.base import Schedule, from_dict
+
+
+def parse_spec(text: str) -> Schedule:
+    """A schedule from a JSON ``to_dict`` object or a ``name(arg, key=value, ...)`` call."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"schedule spec is not valid JSON: {err}") from None
+        return from_dict(data)
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        raise ValueError(f"cannot parse schedule spec {text!r}: {err.msg}") from None
+    result = _evaluate(node)
+    if not isinstance(result, Schedule):
+        raise ValueError(f"schedule spec {text!r} is not a schedule call, e.g. 'cosine(1000)'")
+    return result
+
+
+def _evaluate(node: ast.AST) -> Any:
+    from cadence.schedules import FACTORIES
+
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FACTORIES:
+            name = ast.unparse(node.func)
+            raise ValueError(f"unknown schedule {name!r}; known: {sorted(FACTORIES)}")
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(
+            kw.arg is None for kw in node.keywords
+        ):
+            raise ValueError("*args and **kwargs are not allowed in a schedule spec")
+        args = [_evaluate(a) for a in node.args]
+        kwargs = {str(kw.arg): _evaluate(kw.value) for kw in node.keywords}
+        return FACTORIES[node.func.id](*args, **kwargs)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_evaluate(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(
+            f"only literals and schedule calls are allowed, got {ast.unparse(node)!r}"
+        ) from None
+
+
+def _sample_steps(total: int, count: int = 11) -> list[int]:
+    if total <= count:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``cadence schedule``; returns the exit code."""
+    try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        schedule = parse_spec(args.spec)
+        values = [schedule(t) for t in range(args.steps)]
+    except (ValueError, TypeError) as err:
+        print(f"cadence schedule: {err}", file=sys.stderr)
+        return 2
+    scale = args.lr if args.lr is not None else 1.0
+    if args.json:
+        print(json.dumps({"schedule": schedule.to_dict(), "values": [scale * v for v in values]}))
+    else:
+        print(repr(schedule))
+        print(json.dumps(schedule.to_dict()))
+        label = "lr" if args.lr is not None else "multiplier"
+        print(f"{'step':>8}  {label}")
+        for t in _sample_steps(args.steps):
+            print(f"{t:>8}  {scale * values[t]:.6g}")
+        lo = min(range(len(values)), key=values.__getitem__)
+        hi = max(range(len(values)), key=values.__getitem__)
+        print(f"min {scale * values[lo]:.6g} at step {lo}; "
+              f"max {scale * values[hi]:.6g} at step {hi}")
+    if args.plot:
+        from cadence.schedules.preview import plot
+
+        try:
+            plot(schedule, args.steps, path=args.plot)
+        except ImportError as err:
+            print(f"cadence schedule: {err}", file=sys.stderr)
+            return 1
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``schedule`` sub-command to the ``cadence`` CLI."""
+    parser = subparsers.add_parser(
+        "schedule",
+        help="print or plot a learning-rate schedule",
+        description="Print (and optionally plot) the values of a schedule given as "
+        "'name(arg, key=value)' or as a JSON to_dict object.",
+    )
+    parser.add_argument("spec", help="e.g. \"warmup_cosine(total_steps=1000, warmup_steps=50)\"")
+    parser.add_argument("--steps", type=int, default=1000, help="number of steps (default 1000)")
+    parser.add_argument("--lr", type=float, default=None, help="base lr: print absolute rates")
+    parser.add_argument("--plot", metavar="PATH", default=None, help="save a plot (matplotlib)")
+    parser.add_argument("--json", action="store_true", help="print every value as JSON")
+    parser.set_defaults(func=run)

@@ -1,0 +1,169 @@
+"""Core signals every Regime measures: loss trend, global gradient norm, non-finite flag.
+
+The Regime computes the loss and the global gradient norm once per real update (the norm
+is shared with gradient clipping) and hands them over in the ``MeasureContext``; these
+signals turn them into named values. ``update`` runs only on healthy steps, so a skipped
+NaN step never reaches the EMAs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from cadence.protocol import SIGNALS, MeasureContext
+
+
+def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all ``grads`` together, as a 0-dim tensor (no host sync).
+
+    Uses one fused ``_foreach_norm`` per device; non-finite entries make the result
+    non-finite, so the same number also detects NaN/inf gradients.
+    """
+    if not grads:
+        raise ValueError("global_grad_norm needs at least one gradient")
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for g in grads:
+        by_device.setdefault(g.device, []).append(g)
+    first = grads[0].device
+    norms = [
+        torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)), dtype=torch.float32)
+        for gs in by_device.values()
+    ]
+    if len(norms) == 1:
+        return norms[0]
+    return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
+
+
+class _Ema:
+    """Bias-corrected exponential moving average."""
+
+    def __init__(self, beta: float) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"EMA beta must be in [0, 1), got {beta!r}")
+        self.beta = beta
+        self.m = 0.0
+        self.t = 0
+
+    def update(self, x: float) -> float:
+        self.t += 1
+        self.m = self.beta * self.m + (1.0 - self.beta) * x
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return self.m / (1.0 - self.beta**self.t) if self.t else math.nan
+
+
+class LossSignal:
+    """Loss and its short/long bias-corrected EMAs, plus the EMA-difference slope.
+
+    On a linear trend an EMA with decay β lags by β/(1−β) steps, so
+    ``(ema_short − ema_long) / (lag_long − lag_short)`` estimates the loss change per step
+    without bias (negative while the loss falls).
+
+    Keys: ``loss``, ``loss_ema_short``, ``loss_ema_long``, ``loss_slope``.
+    """
+
+    name = "loss"
+    every = 1
+
+    def __init__(self, beta_short: float = 0.9, beta_long: float = 0.99) -> None:
+        if not beta_short < beta_long:
+            raise ValueError(
+                f"beta_short must be < beta_long, got beta_short={beta_short}, "
+                f"beta_long={beta_long}"
+            )
+        self.short = _Ema(beta_short)
+        self.long = _Ema(beta_long)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"beta_short": self.short.beta, "beta_long": self.long.beta}
+
+    def measure(self, ctx: MeasureContext) -> dict[str, float]:
+        return {"loss": ctx.loss}
+
+    def update(self, reduced: dict[str, float]) -> dict[str, float]:
+        x = reduced["loss"]
+        s, l = self.short.update(x), self.long.update(x)
+        lag = lambda b: b / (1.0 - b)  # noqa: E731
+        slope = (s - l) / (lag(self.long.beta) - lag(self.short.beta))
+        return {"loss": x, "loss_ema_short": s, "loss_ema_long": l, "loss_slope": slope}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"short": [self.short.m, self.short.t], "long": [self.long.m, self.long.t]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.short.m, self.short.t = float(state["short"][0]), int(state["short"][1])
+        self.long.m, self.long.t = float(state["long"][0]), int(state["long"][1])
+
+
+class GradNormSignal:
+    """The global gradient L2 norm (before clipping), computed once by the Regime.
+
+    Keys: ``grad_norm``.
+    """
+
+    name = "grad_norm"
+    every = 1
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def measure(self, ctx: MeasureContext) -> dict[str, float]:
+        return {"grad_norm": ctx.grad_norm}
+
+    def update(self, reduced: dict[str, float]) -> dict[str, float]:
+        return {"grad_norm": reduced["grad_norm"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class NonFiniteSignal:
+    """1.0 when the loss or the gradient norm is NaN/inf on this rank, else 0.0.
+
+    Reduced across ranks by the mean, so any value > 0 means "some rank saw a non-finite
+    value" and every rank skips together. Key: ``nonfinite``.
+    """
+
+    name = "nonfinite"
+    every = 1
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def measure(self, ctx: MeasureContext) -> dict[str, float]:
+        bad = not (math.isfinite(ctx.loss) and math.isfinite(ctx.grad_norm))
+        return {"nonfinite": 1.0 if bad else 0.0}
+
+    def update(self, reduced: dict[str, float]) -> dict[str, float]:
+        return {"nonfinite": reduced.get("nonfinite", 0.0)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+SIGNALS.register("loss")(LossSignal)
+SIGNALS.register("grad_norm")(GradNormSignal)
+SIGNALS.register("nonfinite")(NonFiniteSignal)
+
+#: The signals every Regime runs, in order.
+CORE_SIGNALS = ("loss", "grad_norm", "nonfinite")
+
+__all__ = [
+    "CORE_SIGNALS",
+    "GradNormSignal",
+    "LossSignal",
+    "NonFiniteSignal",
+    "global_grad_norm",
+]

@@ -1,0 +1,110 @@
+"""The Hugging Face Trainer callback: a few real Trainer steps with a tiny local model
+(no download), checked against the same Trainer driven by a plain warmup/cosine LambdaLR."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="needs the [hf] extra (transformers)")
+pytest.importorskip("accelerate", reason="the HF Trainer needs accelerate ([hf] extra)")
+pytest.importorskip("cadence.regime", reason="cadence.regime not built yet")
+
+from cadence.integrations.hf import CadenceTrainerCallback  # noqa: E402
+
+LR, STEPS, ACCUM, WARMUP = 1e-2, 6, 2, 2
+
+
+class TinyClassifier(torch.nn.Module):
+    """A custom module the Trainer can drive: returns {'loss', 'logits'} given labels."""
+
+    def __init__(self, nan_at_call: int | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(),
+                                       torch.nn.Linear(16, 3))
+        self.nan_at_call, self.calls = nan_at_call, 0
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        logits = self.net(x)
+        out: dict[str, Any] = {"logits": logits}
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            if self.training and self.calls == self.nan_at_call:
+                loss = loss * float("nan")
+            self.calls += self.training
+            out["loss"] = loss
+        return out
+
+
+class Points(torch.utils.data.Dataset):
+    def __init__(self, n: int = 96) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 6, generator=gen)
+        self.y = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 0).long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def train(tmp_path: Path, model: TinyClassifier, callbacks: list[Any],
+          scheduler: Any = None, max_steps: int = STEPS, accum: int = ACCUM) -> Any:
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8,
+        gradient_accumulation_steps=accum, learning_rate=LR, max_grad_norm=0.0,
+        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    sched = scheduler(opt) if scheduler else None
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
+                                   optimizers=(opt, sched), callbacks=callbacks)
+    trainer.train()
+    return trainer
+
+
+def test_callback_matches_the_trainer_with_a_plain_schedule(tmp_path: Path) -> None:
+    def lam(step: int) -> float:
+        if step < WARMUP:
+            return step / WARMUP
+        return 0.5 * (1 + math.cos(math.pi * (step - WARMUP) / (STEPS - WARMUP)))
+
+    reference = TinyClassifier()
+    train(tmp_path / "ref", reference, [],
+          scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lam))
+
+    callback = CadenceTrainerCallback(preset="cosine", warmup_steps=WARMUP)
+    model = TinyClassifier()
+    trainer = train(tmp_path / "cadence", model, [callback])
+    assert callback.regime.total_steps == STEPS and callback.regime.step_count == STEPS
+    for p_ref, p in zip(reference.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(p, p_ref, rtol=1e-6, atol=1e-7)
+    opt = callback.regime.optimizer
+    assert int(next(iter(opt.state.values()))["step"]) == STEPS  # one update per step
+    logged = [h for h in trainer.state.log_history if "loss" in h and "cadence/lr/group0" in h]
+    assert len(logged) == STEPS
+    # the Trainer's own learning_rate column reports the Regime's rate
+    assert all(h["learning_rate"] == pytest.approx(h["cadence/lr/group0"]) for h in logged)
+    assert (tmp_path / "cadence" / "cadence" / "events.jsonl").exists()
+
+
+def test_guard_skip_makes_the_trainer_update_a_no_op(tmp_path: Path) -> None:
+    callback = CadenceTrainerCallback(preset="constant")
+    model = TinyClassifier(nan_at_call=3)
+    train(tmp_path, model, [callback], max_steps=5, accum=1)
+    assert [e.kind for e in callback.regime.events].count("skip") == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    opt = callback.regime.optimizer
+    assert int(next(iter(opt.state.values()))["step"]) == 4
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        CadenceTrainerCallback(accumulation_steps=2)
