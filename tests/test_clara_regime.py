@@ -1,5 +1,5 @@
 """CLARA, hypergradient and SALeRA controllers inside a real ``cadence.Regime`` on a tiny
-training problem (the signals are passed explicitly)."""
+training problem (signals passed explicitly, or created from `requires`)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,27 @@ def test_other_path_controllers_run_in_the_regime(controller, signal):
     lr = opt.param_groups[0]["lr"]
     assert math.isfinite(final) and lr > 0 and math.isfinite(lr)
     assert any(e.source == controller.name for e in regime.events)
+
+
+def test_regime_creates_the_signals_a_controller_requires_with_its_options():
+    regime, _, _ = _train(lambda ps: torch.optim.Adam(ps, lr=1e-3), steps=5,
+                          controllers=[ClaraController(c=0.5), SaleraController(alpha=0.3)])
+    by_name = {s.name: s for s in regime.signal_objs}
+    assert by_name["clara_path"].c == 0.5
+    assert by_name["salera_path"].alpha == 0.3
+    assert [s.name for s in regime.signal_objs].count("clara_path") == 1
+
+
+def test_clara_preset_adapts_lr_with_no_signal_given():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    regime = cadence.Regime(opt, preset="clara")
+    x, y = _data()
+    for _ in range(50):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        regime.step(loss)
+    assert "clara_path" in regime.signals
+    assert opt.param_groups[0]["lr"] > 1e-4  # a full batch on a convex loss: steps align
+    assert regime.events and all(e.source == "clara" for e in regime.events)

@@ -4,7 +4,27 @@ Importing this package registers the adaptive controllers below in
 ``cadence.protocol.CONTROLLERS``; other controllers register when their module is imported.
 """
 
-from cadence.controllers import drift, layerwise, momentum, noise, scale, weight_decay
+from cadence.controllers import (
+    clara,
+    drift,
+    hypergradient,
+    layerwise,
+    momentum,
+    noise,
+    salera,
+    scale,
+    weight_decay,
+)
 
-__all__ = ["drift", "layerwise", "momentum", "noise", "scale", "weight_decay"]
+__all__ = [
+    "clara",
+    "drift",
+    "hypergradient",
+    "layerwise",
+    "momentum",
+    "noise",
+    "salera",
+    "scale",
+    "weight_decay",
+]
 from cadence.controllers import guard, plateau  # noqa: E402, F401  (the Regime's own)

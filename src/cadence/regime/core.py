@@ -238,6 +238,7 @@ class Regime:
         self.signal_objs: list[Any] = core + [
             s for s in extra if s.name not in {c.name for c in core}
         ]
+        self.signal_objs += self._required_signals(self.controllers, self.signal_objs)
         self._signal_keys = self._unique_keys(self.signal_objs)
         self.arbiter = Arbiter(max_change, max_lr_spread, smoothing)
         self.max_change, self.max_lr_spread, self.smoothing = max_change, max_lr_spread, smoothing
@@ -298,6 +299,20 @@ class Regime:
             if g.clip_percentile is None:
                 g.clip_percentile = 95.0
         return g
+
+    @staticmethod
+    def _required_signals(controllers: Iterable[Any], present: Iterable[Any]) -> list[Any]:
+        """Create the registered signals that controllers list in ``requires`` but nobody
+        supplied, with the keyword arguments each controller gives in ``signal_options``."""
+        have = {s.name for s in present}
+        made: list[Any] = []
+        for ctrl in controllers:
+            options = getattr(ctrl, "signal_options", {})
+            for name in getattr(ctrl, "requires", ()):
+                if name not in have and name in SIGNALS:
+                    made.append(SIGNALS.create(name, **options.get(name, {})))
+                    have.add(name)
+        return made
 
     @staticmethod
     def _make(obj: Any, registry: Any, kind: str) -> Any:

@@ -138,6 +138,16 @@ def plateau(total_steps: int | None, warmup_steps: int | None) -> Plan:
     return Plan(warmup_constant_schedule(w), [ctrl], [], {"warmup_steps": w})
 
 
+@register_preset("clara")
+def clara(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Constant lr (optional warmup) adapted every step by CLARA from the path length of
+    the optimizer's own updates (see ``cadence.controllers.clara``); no horizon needed."""
+    from cadence.controllers.clara import ClaraController
+
+    w = warmup_steps or 0
+    return Plan(warmup_constant_schedule(w), [ClaraController()], [], {"warmup_steps": w})
+
+
 @register_preset("auto")
 def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
     """The zero-tuning default. For now ``"cosine"`` when ``total_steps`` is known, else
