@@ -14,6 +14,7 @@ from cadence.regime import presets
 @pytest.fixture
 def auto_preset():
     """Register this module's "auto" preset for one test, then restore the previous one."""
+    presets.resolve_preset("auto", 10, None)  # load the provider, so "old" is the real one
     old = presets.PRESETS.get("auto")
     from cadence.controllers import auto
 
@@ -63,7 +64,7 @@ def test_adaptive_controllers_run_inside_the_regime_and_explain_changes() -> Non
     assert state  # controllers and signals serialise through the Regime
 
 
-@pytest.mark.parametrize("lr", [1e-3, 1.0])
+@pytest.mark.parametrize("lr", [1e-5, 1e-3, 1.0])
 def test_auto_preset_replaces_an_implausible_initial_lr(lr: float, auto_preset) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
@@ -78,6 +79,9 @@ def test_auto_preset_replaces_an_implausible_initial_lr(lr: float, auto_preset) 
         loss.backward()
         regime.step(loss)
     scale = [e for e in regime.events if e.source == "scale"]
-    if lr == 1.0:
+    if lr != 1e-3:
         assert scale and scale[0].step == 0 and "scale-aware" in scale[0].reason
+        # the scale-aware lr is reached in one go, far outside the default ×10 range
+        controlled = lr * regime.lr_mult["group0"]
+        assert 1e-3 <= controlled <= 1e-2
     assert float(loss.detach()) < first

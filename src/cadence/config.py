@@ -141,6 +141,8 @@ def _strip_preset_parts(recorded: Mapping[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         return out  # an unknown preset is reported by the preset check
     for key, from_plan in (("controllers", plan.controllers), ("signals", plan.signals)):
+        if key not in out:
+            continue
         entries = list(out.get(key) or [])
         names = [c if isinstance(c, str) else getattr(c, "name", None) for c in from_plan]
         recorded_names = [e.get("name") if isinstance(e, Mapping) else e for e in entries]

@@ -167,7 +167,6 @@ class Regime:
         self.accumulation_steps = _check_int("accumulation_steps", accumulation_steps, 1)
         self.metrics_every = _check_int("metrics_every", metrics_every, 1)
         self.snapshot_every = _check_int("snapshot_every", snapshot_every, 0)
-        self.user_bounds = validate_bounds(bounds)
         self.scaler = scaler
         self.seed = seed
         self.generator = torch.Generator()
@@ -197,6 +196,8 @@ class Regime:
         self.preset = preset
         plan = resolve_preset(preset, self._total_steps, self._warmup_arg)
         opts = dict(plan.options)
+        # a preset may widen or narrow the default bounds; knobs the user bounds win
+        self.user_bounds = {**validate_bounds(opts.get("bounds")), **validate_bounds(bounds)}
         self.warmup_steps = int(opts.get("warmup_steps", self._warmup_arg or 0))
         if clip_norm is _UNSET:
             clip_norm = opts.get("clip_norm")

@@ -2,11 +2,12 @@
 
 A preset is a function ``(total_steps, warmup_steps) -> Plan`` registered in
 :data:`PRESETS`. The Plan gives the lr schedule, the controllers and extra signals to run,
-and options (``warmup_steps``, and defaults for ``clip_norm``/``guard`` that explicit
-Regime arguments override). Other parts add presets by registering a function::
+and options (``warmup_steps``, and defaults for ``clip_norm``/``guard``/``bounds`` that
+explicit Regime arguments override; user bounds override per knob). Other parts add
+presets by registering a function::
 
-    @register_preset("clara")
-    def clara(total_steps, warmup_steps):
+    @register_preset("clara-sgd")
+    def clara_sgd(total_steps, warmup_steps):
         return Plan(schedule=None, controllers=["clara"], signals=[], options={})
 """
 
