@@ -43,8 +43,10 @@ class Guard:
         min_history: healthy losses needed before spikes are detected.
         spike_floor: the MAD-based scale is at least ``spike_floor × |median|``, so a nearly
             constant loss does not turn tiny wiggles into spikes.
-        scale_floor: the scale is also at least ``scale_floor × |first healthy loss|``, so a
-            loss that has converged to ~0 is not judged on relative noise of 1e-11.
+        scale_floor: the scale is also at least ``scale_floor × |first healthy loss|``: late
+            in training, when the loss is small, mini-batch noise is large relative to it
+            (0.3 against a median of 0.05) and is not a spike; the default 0.05 asks a
+            spike to rise by 0.3 × the initial loss (z = 6).
         max_bad_steps: consecutive skipped steps that trigger a rollback.
         lr_cut: factor applied to the lr on rollback, in (0, 1).
         reintro_steps: steps over which the cut is given back (0: never).
@@ -64,7 +66,7 @@ class Guard:
         spike_window: int = 50,
         min_history: int = 20,
         spike_floor: float = 0.01,
-        scale_floor: float = 1e-3,
+        scale_floor: float = 0.05,
         max_bad_steps: int = 3,
         lr_cut: float = 0.5,
         reintro_steps: int = 100,
