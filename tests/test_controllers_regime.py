@@ -58,6 +58,7 @@ def test_adaptive_controllers_run_inside_the_regime_and_explain_changes() -> Non
     assert all(e.reason for e in events)
     drift = [e for e in regime.events if "drift_response" in (e.source or "")]
     assert drift and drift[0].step >= 120 and drift[0].reason.startswith("drift:")
+    assert {e.kind for e in drift} == {"drift"}  # drift changes stand out in the dashboard
     for g in opt.param_groups:
         assert 0.0 < g["lr"] <= 0.5 and 0.0 <= g["momentum"] < 1.0
     state = regime.state_dict()

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "param_groups": "cadence.groups",
     "describe_groups": "cadence.groups",
     "Regime": "cadence.regime",
+    "GuardError": "cadence.regime",
     "Event": "cadence.events",
     "Proposal": "cadence.protocol",
     "Context": "cadence.protocol",

@@ -707,9 +707,12 @@ class Regime:
             old, new = ch.old, ch.new
             self._values[ch.group][ch.knob] = ch.new
             write_knob(group, ch.knob, ch.new)
-        self._emit(
-            Event(step, ch.group, ch.knob, old, new, ch.source, ch.reason, dict(self.signals))
-        )
+        # a change that answers a detected drift (its reason, or one joined part, says so)
+        drift = any(part.startswith("drift:") for part in ch.reason.split("; "))
+        kind = "drift" if drift else "change"
+        self._emit(Event(
+            step, ch.group, ch.knob, old, new, ch.source, ch.reason, dict(self.signals), kind
+        ))
 
     def _write_lr(self, step: int | None = None) -> None:
         """Write every group's effective lr (and multiplier) for update number ``step``."""
