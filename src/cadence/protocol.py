@@ -47,6 +47,7 @@ class Proposal:
         if (self.factor is None) == (self.value is None):
             raise ValueError("Proposal needs exactly one of factor= or value=")
         amount = self.factor if self.factor is not None else self.value
+        assert amount is not None  # exactly one of factor/value is set (checked above)
         if amount != amount or amount in (float("inf"), float("-inf")) or amount < 0:
             raise ValueError(
                 f"Proposal for {self.knob!r} has a non-finite or negative amount: {amount!r}"

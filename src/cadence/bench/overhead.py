@@ -134,6 +134,8 @@ def measure_overhead(
             _block(bare, wl, gen_a, warmup, False)
             _block(other, wl, gen_b, warmup, False)
             other.forwards = bare.forwards = 0
+            h_bare: list[float]
+            h_other: list[float]
             ratios, t_bare, t_other, h_bare, h_other = [], [], [], [], []
             for r in range(repeats):
                 order = [(bare, gen_a), (other, gen_b)]

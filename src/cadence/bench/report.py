@@ -133,7 +133,8 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
             test = {lr: _worst_to_value(v, higher) for lr, v in median_by_lr(mrows, "test").items()}
             sel = median_by_lr(mrows, "selection")
             finite_sel = {lr: v for lr, v in sel.items() if math.isfinite(v)}
-            tuned = (max if higher else min)(finite_sel, key=finite_sel.get) if finite_sel else None
+            pick = max if higher else min
+            tuned = pick(finite_sel, key=finite_sel.__getitem__) if finite_sel else None
             info: dict[str, Any] = {
                 "primary": key, "higher": higher, "test_by_lr": test, "tuned_lr": tuned,
                 "runs": len(mrows), "diverged": sum(r["status"] == "diverged" for r in mrows),
@@ -146,8 +147,8 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 vals = [_worst_to_value(score(r, "test"), higher) for r in trows]
                 info["tuned_q"] = statistics.median(vals)
                 info["tuned_vals"] = vals
-                tl = [(r.get("final_metrics") or {}).get("train_loss") for r in trows]
-                tl = [v for v in tl if v is not None]
+                found = [(r.get("final_metrics") or {}).get("train_loss") for r in trows]
+                tl = [v for v in found if v is not None]
                 info["train_loss"] = statistics.median(tl) if tl else math.nan
                 info["tuned_rows"] = trows
             if oracle:
@@ -170,7 +171,7 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def performance_profile(analysis: dict[str, Any]) -> dict[str, dict[str, float]]:
+def performance_profile(analysis: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """ρ_s(τ) at τ = 1, 2, 4, the score B_s and the geometric-mean speed-up vs the oracle
     (over problems both reach), over (workload, seed) problems."""
     times: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
@@ -182,7 +183,7 @@ def performance_profile(analysis: dict[str, Any]) -> dict[str, dict[str, float]]
     if not problems:
         return {}
     best = {p: min(t.get(p, math.inf) for t in times.values()) for p in problems}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}  # floats, and the curve as lists
     taus = [1 + 3 * i / 300 for i in range(301)]
     for m, t in times.items():
         r = [t.get(p, math.inf) / best[p] if math.isfinite(best[p]) and best[p] > 0 else
@@ -280,8 +281,8 @@ def markdown(analysis: dict[str, Any], rows: list[dict[str, Any]], db_path: str)
         trs = []
         for (wl, m), fms in sorted(agg.items()):
             nan = sum((f.get("nan_in_weights") or 0) > 0 for f in fms)
-            rec = [f.get("recovery_steps") for f in fms]
-            rec = [math.inf if v is None else v for v in rec]
+            found = [f.get("recovery_steps") for f in fms]
+            rec = [math.inf if v is None else v for v in found]
             trs.append([wl, m, f"{nan}/{len(fms)}", _fmt(statistics.median(rec))])
         lines += _table(["workload", "method", "runs with NaN weights", "recovery steps"], trs)
     return "\n".join(lines) + "\n"
@@ -336,7 +337,7 @@ def plots(analysis: dict[str, Any], out: Path) -> list[Path]:
 def write_report(db: ResultsDB | str | Path, out_dir: str | Path) -> Path:
     """Write ``report.md`` and the PNGs into ``out_dir``; returns the Markdown path."""
     own = not isinstance(db, ResultsDB)
-    handle = ResultsDB(db) if own else db  # type: ignore[arg-type]
+    handle = db if isinstance(db, ResultsDB) else ResultsDB(db)
     try:
         rows = handle.rows()
         out = Path(out_dir)

@@ -7,7 +7,7 @@ default. The oracle family is then refined around its winner (``refine_rounds``)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .db import ResultsDB
@@ -106,7 +106,7 @@ SUITES: dict[str, Suite] = {
 
 
 def expand_names(
-    names: Sequence[str] | None, known: Iterable[str], groups: dict[str, Sequence[str]]
+    names: Sequence[str] | None, known: Iterable[str], groups: Mapping[str, Sequence[str]]
 ) -> list[str] | None:
     """Command-line names → names: groups expand; unknown names raise ``ValueError``."""
     if not names:

@@ -142,7 +142,9 @@ def param_groups(
         scale = spec.overrides.get("lr_scale", 1.0)
         label = None
         if depth >= 0:
-            scale *= spec.overrides.get("layer_decay", layer_decay) ** (max_depth - depth)
+            decay = spec.overrides.get("layer_decay", layer_decay)
+            assert decay is not None  # depth >= 0 only in groups split by a layer decay
+            scale *= decay ** (max_depth - depth)
             at_top = depth == max_depth and any(p.is_head for p in members)
             label = "head" if at_top else f"layer{depth}"
         depths = {p.depth for p in members}

@@ -20,6 +20,7 @@ def describe_groups(
     ``param_groups``, so scheduled values show as they are now). Unnamed groups are shown as
     ``group0``, ``group1``, ... (the Regime's convention). Prints to ``file`` when given.
     """
+    groups: list[Mapping[str, Any]]
     if isinstance(groups_or_optimizer, torch.optim.Optimizer):
         groups = list(groups_or_optimizer.param_groups)
     elif isinstance(groups_or_optimizer, (str, bytes, Mapping)) or not isinstance(

@@ -32,8 +32,9 @@ def deferred_step(
         if record is not None:
             record.append(_hyper(optimizer))
 
-    optimizer.step = step  # type: ignore[method-assign]
-    optimizer.zero_grad = _noop  # type: ignore[method-assign]
+    patched: Any = optimizer  # instance attributes shadowing the (overloaded) methods
+    patched.step = step
+    patched.zero_grad = _noop
     try:
         yield
     finally:

@@ -38,7 +38,7 @@ try:
     from lightning.pytorch.callbacks import Callback
 except ImportError:  # pragma: no cover - depends on the environment
     try:
-        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef, assignment]
     except ImportError as err:
         raise ImportError(
             "cadence.integrations.lightning needs PyTorch Lightning: "

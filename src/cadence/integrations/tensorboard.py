@@ -26,6 +26,7 @@ class TensorBoardSink:
     """
 
     def __init__(self, log_dir: str | os.PathLike[str] | Any, prefix: str = "cadence") -> None:
+        self.writer: Any  # a SummaryWriter, or any object with its methods
         if hasattr(log_dir, "add_scalar"):
             self.writer, self._owns = log_dir, False
         else:

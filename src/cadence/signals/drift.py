@@ -178,8 +178,9 @@ class LossDrift(SignalBase):
         if window < 10:
             raise ValueError(f"window must be >= 10, got {window!r}")
         self.clip_z = _check_pos("clip_z", clip_z)
-        self.cusum = Cusum(**{"h": 7.0, "min_instances": 0, **(cusum or {})})
-        ph_args = {"threshold": 10.0, "min_instances": 10, **(page_hinkley or {})}
+        cusum_args: dict[str, Any] = {"h": 7.0, "min_instances": 0, **(cusum or {})}
+        self.cusum = Cusum(**cusum_args)
+        ph_args: dict[str, Any] = {"threshold": 10.0, "min_instances": 10, **(page_hinkley or {})}
         self.ph = PageHinkley(**ph_args)
         self._buf: deque[float] = deque(maxlen=window)
 

@@ -7,12 +7,19 @@ statistics are recomputed at x before evaluating, as the package's README asks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from .base import WARMUP_FRACTION, Method, RunContext, Trainer
 
+if TYPE_CHECKING:
+    from schedulefree import AdamWScheduleFree
+
 
 class ScheduleFreeTrainer(Trainer):
+    optimizer: AdamWScheduleFree  # has train() / eval()
+
     def __init__(self, model: nn.Module, lr: float, ctx: RunContext) -> None:
         import schedulefree
 

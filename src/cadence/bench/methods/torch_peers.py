@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
@@ -42,7 +44,7 @@ class PlateauTrainer(Trainer):
     def __init__(self, opt: torch.optim.Optimizer, ctx: RunContext) -> None:
         self.optimizer = opt
         self.primary = ctx.primary
-        mode = "max" if ctx.higher_is_better else "min"
+        mode: Literal["min", "max"] = "max" if ctx.higher_is_better else "min"
         self.scheduler = ReduceLROnPlateau(opt, mode=mode, patience=PLATEAU_PATIENCE)
 
     def observe(self, metrics: dict[str, float]) -> None:

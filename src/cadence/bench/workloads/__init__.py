@@ -15,6 +15,15 @@ from .stress import KINDS as STRESS_KINDS
 from .stress import Stress
 from .synthetic import LogReg, Quadratic, Rosenbrock
 
+
+def _mlp_at_width(width: int) -> Callable[[], Workload]:
+    return lambda: MNIST1DMLP(width=width)
+
+
+def _stressed_mlp(kind: str) -> Callable[[], Workload]:
+    return lambda: Stress(MNIST1DMLP(), kind)
+
+
 WORKLOADS: dict[str, Callable[[], Workload]] = {
     "mnist1d-mlp": MNIST1DMLP,
     "mnist1d-cnn": MNIST1DCNN,
@@ -28,10 +37,10 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
 }
 #: the ``width`` study: mnist1d-mlp at widths 64 / 256 / 1024
 for _w in (64, 256, 1024):
-    WORKLOADS[f"mnist1d-mlp-w{_w}"] = lambda w=_w: MNIST1DMLP(width=w)
+    WORKLOADS[f"mnist1d-mlp-w{_w}"] = _mlp_at_width(_w)
 #: the ``stress`` study on mnist1d-mlp
 for _k in STRESS_KINDS:
-    WORKLOADS[f"stress-{_k}"] = lambda k=_k: Stress(MNIST1DMLP(), k)
+    WORKLOADS[f"stress-{_k}"] = _stressed_mlp(_k)
 
 #: name groups usable on the command line in place of names
 GROUPS: dict[str, list[str]] = {

@@ -195,6 +195,7 @@ def cached_arrays(
     arrays = build()
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     os.close(fd)
-    np.savez(tmp, **arrays)
+    named: dict[str, Any] = arrays  # savez's **kwds: each array under its own name
+    np.savez(tmp, **named)
     os.replace(tmp, path)
     return arrays

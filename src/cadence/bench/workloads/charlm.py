@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sysconfig
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class CharTransformer(nn.Module):
             if isinstance(p, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(p.weight, std=0.02)
         for blk in self.blocks:  # GPT-2 scaled init of residual projections
-            nn.init.normal_(blk.proj.weight, std=0.02 / math.sqrt(2 * layers))
+            nn.init.normal_(cast(Block, blk).proj.weight, std=0.02 / math.sqrt(2 * layers))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]

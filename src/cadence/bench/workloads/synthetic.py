@@ -9,7 +9,7 @@ from the run's generator, an unbiased gradient perturbation of known variance.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,14 +47,15 @@ class _Synthetic(Workload):
         return self.noise * torch.randn(self.dim, generator=gen)
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        value = self.f(model.x)
+        x = _tensor(model, "x")
+        value = self.f(x)
         if batch is not None:
-            value = value + (batch * model.x).sum()
+            value = value + (batch * x).sum()
         return value
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        return {"loss": float(self.f(model.x))}
+        return {"loss": float(self.f(_tensor(model, "x")))}
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "noise": self.noise, "dim": self.dim}
@@ -140,7 +141,7 @@ class LogReg(Workload):
         self.test = {k: tuple(map(torch.as_tensor, v)) for k, v in mnist1d_arrays().items()}
 
     def _objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        w = model.weight
+        w = _tensor(model, "weight")
         return F.cross_entropy(model(x), y) + 0.5 * self.l2 * (w * w).sum()
 
     def _solve(self) -> dict[str, np.ndarray]:
@@ -187,10 +188,15 @@ class LogReg(Workload):
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         self.prepare()
         assert self.x is not None and self.y is not None
-        w, b = model.weight.double(), model.bias.double()
+        w, b = _tensor(model, "weight").double(), _tensor(model, "bias").double()
         logits = self.x.double() @ w.T + b
         full = F.cross_entropy(logits, self.y) + 0.5 * self.l2 * (w * w).sum()
         sub = full.item() - self.f_star
         x, y = self.test[split]
         acc = (model(x).argmax(1) == y).float().mean().item()
         return {"loss": sub, "acc": acc}
+
+
+def _tensor(model: nn.Module, name: str) -> torch.Tensor:
+    """``model.<name>``, a parameter (``nn.Module.__getattr__`` is typed tensor-or-module)."""
+    return cast(torch.Tensor, getattr(model, name))
