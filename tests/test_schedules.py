@@ -105,7 +105,10 @@ def warmup(draw):
     if kind == "linear":
         ramp = abs(target - start) / s.n
     elif kind == "exponential":
-        ramp = abs(target - target * (start / target) ** (1 / s.n)) if target else start
+        # geometric ramp start·r^k: its largest step is the last one when rising (r > 1),
+        # the first one when falling (a start above the target)
+        r = (target / start) ** (1 / s.n)
+        ramp = max(target * abs(1 - 1 / r), start * abs(1 - r)) if target else start
     else:
         ramp = None  # a constant warmup jumps at n
     return s, None if ramp is None else max(ramp, then_bound)
