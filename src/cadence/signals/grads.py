@@ -20,6 +20,7 @@ from cadence.signals._stats import (
     SignalBase,
     check_beta,
     check_positive_int,
+    cosine_table,
     dense_grad,
     finite,
     group_grad_sq_norms,
@@ -128,16 +129,7 @@ class GradAlignment(SignalBase):
             self._prev[group] = cur
             sums.append(acc.cpu() if acc is not None else torch.zeros(3))
         table = torch.stack(sums).tolist() if sums else []
-        out: dict[str, float] = {}
-        tot = [0.0, 0.0, 0.0]
-        for group, (dot, na, nb) in zip(groups, table, strict=True):
-            denom = math.sqrt(na * nb)
-            out[f"{self.name}/{group}"] = finite(dot / denom) if denom > 0 else 0.0
-            tot = [tot[0] + dot, tot[1] + na, tot[2] + nb]
-        denom = math.sqrt(tot[1] * tot[2])
-        out[self.name] = finite(tot[0] / denom) if denom > 0 else 0.0
-        out[f"{self.name}.valid"] = 1.0 if denom > 0 else 0.0
-        return out
+        return cosine_table(self.name, groups, table)
 
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         out = dict(reduced)

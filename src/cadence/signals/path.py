@@ -20,7 +20,7 @@ from torch import Tensor
 from cadence.optim.clara import reference_mu
 from cadence.optim.salera import alera_reference
 from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import SignalBase, check_positive_int, finite
+from cadence.signals._stats import SignalBase, check_positive_int, cosine_table, finite
 
 __all__ = ["ClaraPath", "UpdateAlignment", "SaleraPath", "optimizer_beta"]
 
@@ -205,17 +205,7 @@ class UpdateAlignment(SignalBase):
             rows.extend(torch.stack(terms).sum(0) if terms else torch.zeros(3, dtype=torch.float64))
         flat = _host(rows)
         table = [flat[i:i + 3] for i in range(0, len(flat), 3)]
-        out: dict[str, float] = {}
-        tot = [0.0, 0.0, 0.0]
-        for group, (dot, gg, dd) in zip(groups, table, strict=True):
-            denom = math.sqrt(gg * dd)
-            out[f"{self.name}/{group}"] = finite(dot / denom) if denom > 0 else 0.0
-            tot = [tot[0] + dot, tot[1] + gg, tot[2] + dd]
-        denom = math.sqrt(tot[1] * tot[2])
-        valid = denom > 0 and math.isfinite(denom)
-        out[self.name] = finite(tot[0] / denom) if valid else 0.0
-        out[f"{self.name}.valid"] = 1.0 if valid else 0.0
-        return out
+        return cosine_table(self.name, groups, table, require_finite=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshot": self._tracker.state_dict()}
