@@ -110,10 +110,31 @@ class Workload:
         model.train(was_training)
 
 
+class EpochOrder:
+    """Training-batch indices, epoch by epoch, from a permutation of the ``n`` examples.
+
+    A new permutation is drawn from ``gen`` whenever a step falls in another epoch than
+    the previous call's; the partial batch at the end of an epoch is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._perm: torch.Tensor | None = None
+        self._epoch = -1
+
+    def indices(self, n: int, batch_size: int, step: int, gen: torch.Generator) -> torch.Tensor:
+        per_epoch = n // batch_size
+        epoch, i = divmod(step, per_epoch)
+        if self._perm is None or epoch != self._epoch:
+            self._perm = torch.randperm(n, generator=gen)
+            self._epoch = epoch
+        return self._perm[i * batch_size : (i + 1) * batch_size]
+
+
 class TensorClassification(Workload):
     """A classification workload over in-memory tensors: ``self.data[split] = (x, y)``.
 
-    Batches are drawn epoch by epoch from a permutation made by the run's generator.
+    Batches are drawn epoch by epoch from a permutation made by the run's generator
+    (``EpochOrder``).
     """
 
     task = "classification"
@@ -123,8 +144,7 @@ class TensorClassification(Workload):
 
     def __init__(self) -> None:
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._perm: torch.Tensor | None = None
-        self._epoch = -1
+        self._order = EpochOrder()
 
     def load_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError
@@ -142,13 +162,7 @@ class TensorClassification(Workload):
     def batch(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         self.prepare()
         x, y = self.data["train"]
-        n = x.shape[0]
-        per_epoch = n // self.batch_size
-        epoch, i = divmod(step, per_epoch)
-        if self._perm is None or epoch != self._epoch:
-            self._perm = torch.randperm(n, generator=gen)
-            self._epoch = epoch
-        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = self._order.indices(x.shape[0], self.batch_size, step, gen)
         return x[idx], y[idx]
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:

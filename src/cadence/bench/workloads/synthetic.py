@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Workload, cached_arrays
+from .base import EpochOrder, Workload, cached_arrays
 from .mnist1d import mnist1d_arrays
 
 
@@ -128,8 +128,7 @@ class LogReg(Workload):
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.f_star = 0.0
-        self._perm: torch.Tensor | None = None
-        self._epoch = -1
+        self._order = EpochOrder()
 
     def prepare(self) -> None:
         if self.x is not None:
@@ -172,13 +171,7 @@ class LogReg(Workload):
     def batch(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         self.prepare()
         assert self.x is not None and self.y is not None
-        n = self.x.shape[0]
-        per_epoch = n // self.batch_size
-        epoch, i = divmod(step, per_epoch)
-        if self._perm is None or epoch != self._epoch:
-            self._perm = torch.randperm(n, generator=gen)
-            self._epoch = epoch
-        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = self._order.indices(self.x.shape[0], self.batch_size, step, gen)
         return self.x[idx], self.y[idx]
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
