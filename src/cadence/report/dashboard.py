@@ -154,14 +154,10 @@ def _loss_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any:
 
 
 def _metrics_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None:
-    from plotly.subplots import make_subplots
-
     names = sorted({n for r in runs for n in r.metric_series()})
     if not names:
         return None
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.07)
+    fig, rows, cols = _panel_grid(names)
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
         for run in runs:
@@ -224,14 +220,10 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
 
 
 def _signals_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None:
-    from plotly.subplots import make_subplots
-
     ordered = _rank_signals(runs)[:MAX_SIGNALS]
     if not ordered:
         return None
-    cols = min(3, len(ordered))
-    rows = -(-len(ordered) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=ordered, horizontal_spacing=0.07)
+    fig, rows, cols = _panel_grid(ordered)
     for i, name in enumerate(ordered):
         row, col = divmod(i, cols)
         for run in runs:
@@ -445,6 +437,17 @@ def _layout(height: int) -> dict[str, Any]:
         "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
         "legend": {"orientation": "v", "font": {"size": 11}},
     }
+
+
+def _panel_grid(titles: list[str]) -> tuple[Any, int, int]:
+    """Subplots for one panel per title, three to a row: ``(figure, rows, cols)``; panel
+    ``i`` sits at ``divmod(i, cols)`` (0-based)."""
+    from plotly.subplots import make_subplots
+
+    cols = min(3, len(titles))
+    rows = -(-len(titles) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.07)
+    return fig, rows, cols
 
 
 def _by_kind(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
