@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -48,25 +49,38 @@ def _dadapt(model: nn.Module, lr: float, d0: float, ctx: RunContext) -> Trainer:
     return DTrainer(opt, LambdaLR(opt, warmup_cosine(ctx.total_steps)))
 
 
+def _arms(
+    name: str,
+    build: Callable[[nn.Module, float, float, RunContext], Trainer],
+    requires: tuple[str, ...],
+    description_d0: str,
+    description_mult: str,
+) -> list[Method]:
+    """The two arms of one method, ``build(model, lr, d0, ctx)``: ``name`` sweeps ``d0``
+    at lr multiplier 1; ``name-mult`` sweeps the multiplier at ``d0 = D0_DEFAULT``."""
+    return [
+        Method(
+            name, lambda m, v, ctx: build(m, 1.0, v, ctx), family="adam",
+            default_lr=D0_DEFAULT, requires=requires, lr_meaning="d0 (lr multiplier 1)",
+            description=description_d0,
+        ),
+        Method(
+            f"{name}-mult", lambda m, v, ctx: build(m, v, D0_DEFAULT, ctx), family="mult",
+            default_lr=1.0, requires=requires, lr_meaning="lr multiplier (d0 1e-6)",
+            description=description_mult,
+        ),
+    ]
+
+
 METHODS = [
-    Method(
-        "prodigy", lambda m, v, ctx: _prodigy(m, 1.0, v, ctx), family="adam",
-        default_lr=D0_DEFAULT, requires=("prodigyopt",), lr_meaning="d0 (lr multiplier 1)",
-        description="Prodigy, lr=1, cosine; swept value is d0",
+    *_arms(
+        "prodigy", _prodigy, ("prodigyopt",),
+        "Prodigy, lr=1, cosine; swept value is d0",
+        "Prodigy, d0=1e-6, cosine; swept value is the lr multiplier",
     ),
-    Method(
-        "prodigy-mult", lambda m, v, ctx: _prodigy(m, v, D0_DEFAULT, ctx), family="mult",
-        default_lr=1.0, requires=("prodigyopt",), lr_meaning="lr multiplier (d0 1e-6)",
-        description="Prodigy, d0=1e-6, cosine; swept value is the lr multiplier",
-    ),
-    Method(
-        "dadapt-adam", lambda m, v, ctx: _dadapt(m, 1.0, v, ctx), family="adam",
-        default_lr=D0_DEFAULT, requires=("dadaptation",), lr_meaning="d0 (lr multiplier 1)",
-        description="D-Adaptation Adam, lr=1, warmup+cosine; swept value is d0",
-    ),
-    Method(
-        "dadapt-adam-mult", lambda m, v, ctx: _dadapt(m, v, D0_DEFAULT, ctx), family="mult",
-        default_lr=1.0, requires=("dadaptation",), lr_meaning="lr multiplier (d0 1e-6)",
-        description="D-Adaptation Adam, d0=1e-6; swept value is the lr multiplier",
+    *_arms(
+        "dadapt-adam", _dadapt, ("dadaptation",),
+        "D-Adaptation Adam, lr=1, warmup+cosine; swept value is d0",
+        "D-Adaptation Adam, d0=1e-6; swept value is the lr multiplier",
     ),
 ]
