@@ -97,3 +97,18 @@ def test_clara_preset_adapts_lr_with_no_signal_given():
     assert "clara_path" in regime.signals
     assert opt.param_groups[0]["lr"] > 1e-4  # a full batch on a convex loss: steps align
     assert regime.events and all(e.source == "clara" for e in regime.events)
+
+
+def test_hypergradient_preset_adapts_lr_from_update_alignment():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    regime = cadence.Regime(opt, preset="hypergradient")
+    x, y = _data()
+    for _ in range(50):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        regime.step(loss)
+    assert "update_alignment" in regime.signals
+    assert opt.param_groups[0]["lr"] > 1e-4  # full-batch, convex: successive steps agree
+    assert regime.events and all(e.source == "hypergradient" for e in regime.events)

@@ -20,7 +20,9 @@ PEERS = (
     "adamw-cosine", "adamw-constant", "sgd-cosine", "adamw-onecycle", "adamw-plateau",
     "schedulefree-adamw", "prodigy", "dadapt-adam",
 )
-CADENCE = ("cadence-auto", "cadence-clara", "cadence-plateau", "cadence-cosine")
+CADENCE = (
+    "cadence-auto", "cadence-clara", "cadence-hypergradient", "cadence-plateau", "cadence-cosine"
+)
 FULL_GRID = tuple(range(11))  # 11 half-decade points
 DECADES = (0, 2, 4, 6, 8, 10)  # every other point: one per decade
 

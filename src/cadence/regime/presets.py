@@ -149,6 +149,17 @@ def clara(total_steps: int | None, warmup_steps: int | None) -> Plan:
     return Plan(warmup_constant_schedule(w), [ClaraController()], [], {"warmup_steps": w})
 
 
+@register_preset("hypergradient")
+def hypergradient(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """Constant lr (optional warmup) adapted every step by the multiplicative hypergradient
+    rule (SGD-HD / Adam-HD, see ``cadence.controllers.hypergradient``)."""
+    from cadence.controllers.hypergradient import HypergradientController
+
+    w = warmup_steps or 0
+    ctrl = HypergradientController()
+    return Plan(warmup_constant_schedule(w), [ctrl], [], {"warmup_steps": w})
+
+
 @register_preset("auto")
 def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
     """The zero-tuning default. For now ``"cosine"`` when ``total_steps`` is known, else
