@@ -94,6 +94,18 @@ SUITES: dict[str, Suite] = {
         ),
         description="every peer and preset, decade grid, 2 seeds, ~1 h on 2 cores",
     ),
+    "stress": Suite(
+        "stress",
+        tuple(
+            Plan(w, ("adamw-cosine", "cadence-cosine", "cadence-auto"), seeds=(0, 1),
+                 grid_indices=(4, 6), steps=3000)
+            for w in ("stress-nan", "stress-spike", "stress-shift", "stress-labelnoise",
+                      "stress-batch")
+        ),
+        refine_rounds=0,
+        description="injected NaN, gradient spike, data shift, label noise, batch change at "
+                    "50%: oracle family vs cadence, ~10 min on 2 cores",
+    ),
     "full": Suite(
         "full",
         tuple(
