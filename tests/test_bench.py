@@ -61,6 +61,27 @@ def test_splits_are_disjoint_and_sized() -> None:
     assert n == 1797
 
 
+def test_batchnorm_recalibration_leaves_the_training_order_alone() -> None:
+    """Schedule-free recalibrates BatchNorm between steps; its batches must not change the
+    data order the other methods see for the same seed."""
+
+    def order(recalibrate: bool) -> list[torch.Tensor]:
+        w = get_workload("digits-cnn")
+        w.prepare()
+        assert 2 * (w.data["train"][0].shape[0] // w.batch_size) < 60  # spans 3 epochs
+        model = w.make_model()
+        gen = torch.Generator().manual_seed(0)
+        out = []
+        for step in range(60):
+            if recalibrate and step % 7 == 3:
+                w.recalibrate_batchnorm(model)
+            out.append(w.batch(step, gen)[1])
+        return out
+
+    plain, recalibrated = order(False), order(True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, recalibrated, strict=True))
+
+
 def test_charlm_corpus_is_deterministic_and_held_out() -> None:
     from cadence.bench.workloads.charlm import corpus_files, encode
 

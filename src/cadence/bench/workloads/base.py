@@ -100,10 +100,19 @@ class Workload:
                 m.momentum = None  # cumulative average over the recalibration batches
         model.train()
         gen = torch.Generator().manual_seed(gen_seed)
-        with torch.no_grad():
-            for i in range(batches):
-                x, _ = self.batch(i, gen)
-                model(x)
+        # recalibration batches come from their own order, so the run's training order
+        # (paired across methods by seed) is not disturbed
+        training_order = getattr(self, "_order", None)
+        if training_order is not None:
+            self._order = EpochOrder()
+        try:
+            with torch.no_grad():
+                for i in range(batches):
+                    x, _ = self.batch(i, gen)
+                    model(x)
+        finally:
+            if training_order is not None:
+                self._order = training_order
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = 0.1
