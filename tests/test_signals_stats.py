@@ -219,3 +219,13 @@ def test_loss_drift_ignores_a_single_spike() -> None:
         loss = 1.0 + 0.02 * rng.standard_normal() + (30.0 if t == 200 else 0.0)
         fired.append(sig.update({"drift.loss": loss})["drift"])
     assert not any(fired)
+
+
+def test_cosine_table_is_invalid_when_a_norm_overflows() -> None:
+    from cadence.signals._stats import cosine_table
+
+    ok = cosine_table("c", ["a", "b"], [(1.0, 1.0, 4.0), (0.0, 1.0, 1.0)])
+    assert ok == {"c/a": 0.5, "c/b": 0.0, "c": pytest.approx(1 / math.sqrt(10)), "c.valid": 1.0}
+    inf = cosine_table("c", ["a"], [(1.0, math.inf, 1.0)])
+    assert inf["c.valid"] == 0.0 and inf["c"] == 0.0
+    assert cosine_table("c", ["a"], [(0.0, 0.0, 1.0)])["c.valid"] == 0.0

@@ -143,15 +143,13 @@ def cosine_table(
     name: str,
     groups: Sequence[str],
     table: Iterable[Sequence[float]],
-    *,
-    require_finite: bool = False,
 ) -> dict[str, float]:
     """Cosines from per-group dot products: row ``i`` of ``table`` is ``(a·b, |a|², |b|²)``
     for ``groups[i]``.
 
     Keys: ``{name}/{group}`` per group, ``name`` with the three terms summed over all
-    groups, and ``{name}.valid`` (1.0 when that pooled denominator is > 0, and also finite
-    if ``require_finite``). A cosine whose denominator is 0 reads 0.0.
+    groups, and ``{name}.valid`` (1.0 when that pooled denominator is finite and > 0: an
+    overflowed norm says nothing about direction). A cosine whose denominator is 0 reads 0.0.
     """
     out: dict[str, float] = {}
     tot = [0.0, 0.0, 0.0]
@@ -160,7 +158,7 @@ def cosine_table(
         out[f"{name}/{group}"] = finite(dot / denom) if denom > 0 else 0.0
         tot = [tot[0] + dot, tot[1] + aa, tot[2] + bb]
     denom = math.sqrt(tot[1] * tot[2])
-    valid = denom > 0 and (math.isfinite(denom) or not require_finite)
+    valid = denom > 0 and math.isfinite(denom)
     out[name] = finite(tot[0] / denom) if valid else 0.0
     out[f"{name}.valid"] = 1.0 if valid else 0.0
     return out

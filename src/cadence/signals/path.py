@@ -205,7 +205,7 @@ class UpdateAlignment(SignalBase):
             rows.extend(torch.stack(terms).sum(0) if terms else torch.zeros(3, dtype=torch.float64))
         flat = _host(rows)
         table = [flat[i:i + 3] for i in range(0, len(flat), 3)]
-        return cosine_table(self.name, groups, table, require_finite=True)
+        return cosine_table(self.name, groups, table)
 
     def state_dict(self) -> dict[str, Any]:
         return {"snapshot": self._tracker.state_dict()}
