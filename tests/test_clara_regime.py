@@ -84,31 +84,18 @@ def test_regime_creates_the_signals_a_controller_requires_with_its_options():
     assert [s.name for s in regime.signal_objs].count("clara_path") == 1
 
 
-def test_clara_preset_adapts_lr_with_no_signal_given():
+@pytest.mark.parametrize(("preset", "signal"),
+                         [("clara", "clara_path"), ("hypergradient", "update_alignment")])
+def test_adaptive_presets_raise_a_small_lr_with_no_signal_given(preset, signal):
     torch.manual_seed(0)
     model = torch.nn.Linear(10, 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    regime = cadence.Regime(opt, preset="clara")
+    regime = cadence.Regime(opt, preset=preset)
     x, y = _data()
     for _ in range(50):
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()
         regime.step(loss)
-    assert "clara_path" in regime.signals
+    assert signal in regime.signals  # created from the controller's requires
     assert opt.param_groups[0]["lr"] > 1e-4  # a full batch on a convex loss: steps align
-    assert regime.events and all(e.source == "clara" for e in regime.events)
-
-
-def test_hypergradient_preset_adapts_lr_from_update_alignment():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(10, 1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    regime = cadence.Regime(opt, preset="hypergradient")
-    x, y = _data()
-    for _ in range(50):
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        regime.step(loss)
-    assert "update_alignment" in regime.signals
-    assert opt.param_groups[0]["lr"] > 1e-4  # full-batch, convex: successive steps agree
-    assert regime.events and all(e.source == "hypergradient" for e in regime.events)
+    assert regime.events and all(e.source == preset for e in regime.events)
