@@ -263,8 +263,11 @@ def test_scale_defaults_follow_fan_in_and_size() -> None:
     assert d.lr == pytest.approx(0.5 / 768)  # ≈ GPT-3 small's 6e-4
     assert d.clip_norm == 1.0
     assert d.weight_decay == pytest.approx(min(0.1, 5 / (d.lr * 600_000)))
-    small = scale_defaults(10_000, "adam")
-    assert small.lr == 1e-2 and small.clip_norm is None and small.weight_decay == 0.0
+    small = scale_defaults(10_000, "adam")  # fan-in sqrt(10_000 / 12) ≈ 28.9
+    assert small.lr == pytest.approx(0.5 / (10_000 / 12) ** 0.5)
+    assert small.clip_norm is None and small.weight_decay == 0.0
+    assert scale_defaults(10, "adam").lr == 0.5  # fan-in floored at 1
+    assert scale_defaults(10**12, "adam").lr == 1e-4  # clipped below
     assert scale_defaults(10_000, "sgd").lr == 0.05
     with pytest.raises(ValueError, match="optimizer_kind"):
         scale_defaults(10, "lbfgs")

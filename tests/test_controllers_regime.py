@@ -82,7 +82,8 @@ def test_auto_preset_replaces_an_implausible_initial_lr(lr: float, auto_preset) 
     scale = [e for e in regime.events if e.source == "scale"]
     if lr != 1e-3:
         assert scale and scale[0].step == 0 and "scale-aware" in scale[0].reason
-        # the scale-aware lr is reached in one go, far outside the default ×10 range
-        controlled = lr * regime.lr_mult["group0"]
-        assert 1e-3 <= controlled <= 1e-2
+        # the scale-aware lr is reached in one go, whatever the default relative range
+        target = next(c for c in regime.controllers if c.name == "scale").defaults.lr
+        assert lr * regime.lr_mult["group0"] == pytest.approx(target)
+        assert target == pytest.approx(0.5 / (129 / 12) ** 0.5)  # 129 parameters
     assert float(loss.detach()) < first

@@ -4,7 +4,10 @@ Rules (research notes B7; numbers are priors, not oracles):
 
 * **lr, Adam family:** μP puts the Adam lr of hidden matrices ∝ 1/fan_in. Anchored at the
   GPT-3 table (d = 768 → 6e-4, i.e. ≈ 0.46/fan_in, which also holds to within ~2× up to
-  d = 4096) and clipped to [1e-4, 1e-2]: ``lr = clip(0.5 / fan_in, 1e-4, 1e-2)``.
+  d = 4096) and clipped to [1e-4, 1]: ``lr = clip(0.5 / fan_in, 1e-4, 1)``. The upper
+  clip only acts on toy models (fan-in < 1); an earlier cap of 1e-2 made ``auto`` 20× to
+  10⁶× worse than the tuned oracle on logistic regression and the synthetic problems,
+  whose best Adam rates (0.1 … 1) the rule itself predicts (docs/auto.md).
   ``fan_in`` is the parameter-weighted median fan-in of the ≥2-D tensors when the model or
   its parameters are known, else estimated as ``sqrt(num_params / 12)`` (a transformer
   block holds ≈ 12 d² weights), which errs low for deep-narrow nets (a safe direction).
@@ -40,6 +43,9 @@ __all__ = [
     "ScaleDefaults", "ScaleAware", "estimate_fan_in", "lr_range_test", "scale_defaults",
     "width_multipliers",
 ]
+
+#: Clip of the Adam-family rule ``0.5 / fan_in``.
+ADAM_LR_RANGE = (1e-4, 1.0)
 
 _ADAM = ("adam", "adamw", "nadam", "radam", "adamax", "lamb", "lion")
 _SGD = ("sgd", "sgd_momentum", "sgdm", "nesterov")
@@ -113,7 +119,7 @@ def scale_defaults(
         source = "median over hidden matrices"
     reasons = []
     if kind == "adam":
-        lr = min(max(0.5 / fan_in, 1e-4), 1e-2)
+        lr = min(max(0.5 / fan_in, ADAM_LR_RANGE[0]), ADAM_LR_RANGE[1])
         reasons.append(f"Adam lr 0.5/fan_in with fan_in {fan_in:.0f} ({source}) → {fmt(lr)}")
     else:
         lr = 0.05 if momentum > 0 else 0.1
