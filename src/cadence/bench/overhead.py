@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .methods.cadence_presets import PRESETS
 from .workloads import get_workload
 
-PRESETS = ("auto", "clara", "plateau", "cosine")
 WORKLOADS = ("charlm", "mnist1d-mlp-w1024")
 
 
