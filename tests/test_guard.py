@@ -221,3 +221,30 @@ def test_batch_noise_late_in_training_is_not_a_spike():
     assert guard.check({"loss": 0.3, "grad_norm": 1.0}, 61) == ("ok", "")
     verdict, reason = guard.check({"loss": 2.3, "grad_norm": 1.0}, 62)
     assert verdict == "rollback" and "loss spike" in reason
+
+
+def test_a_real_data_shift_is_recorded_as_drift_not_fought_until_guard_error():
+    """After the shift the restored known-good weights spike too: the guard must take the
+    new loss level as the baseline instead of rolling back until it gives up."""
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    regime = Regime(opt, preset="constant", snapshot_every=20)
+    for i in range(200):
+        loss = loss_of(model, i) + (25.0 if i >= 120 else 0.0)  # targets move at step 120
+        loss.backward()
+        regime.step(loss)
+    kinds = [(e.kind, e.source) for e in regime.events]
+    assert kinds.count(("rollback", "guard")) == 1  # a spike first looks like one
+    drift = [e for e in regime.events if e.kind == "drift"]
+    assert len(drift) == 1 and "data changed" in drift[0].reason
+    assert regime.guard is not None and regime.guard.rollbacks == []
+    assert regime.step_count >= 198  # training went on
+
+
+def test_a_spike_that_the_restored_weights_do_not_repeat_is_a_rollback():
+    guard = Guard(min_history=5)
+    for step in range(10):
+        assert guard.check({"loss": 1.0 + 0.01 * (step % 3), "grad_norm": 1.0}, step)[0] == "ok"
+    assert guard.check({"loss": 50.0, "grad_norm": 1.0}, 10)[0] == "rollback"
+    assert guard.check({"loss": 1.01, "grad_norm": 1.0}, 11) == ("ok", "")
+    assert guard.rollbacks == [10] and guard.verify_after_rollback is False

@@ -11,6 +11,10 @@ signals before anything is decided:
   restores the last known-good snapshot and cuts the lr by ``lr_cut`` at once (an urgent
   proposal), then the guard gives it back in up to 10 equal factors over ``reintro_steps``
   steps (each one logged);
+* ``"shift"`` — the first loss after a rollback, computed by the restored known-good
+  weights, spikes too: the data changed, not the weights. The loss history restarts at
+  the new level, the rollback is not counted, and the Regime logs a ``drift`` event and
+  trains on (a real shift used to end in ``GuardError`` after a few rollbacks);
 * after ``max_rollbacks`` rollbacks within ``rollback_window`` steps the next one raises
   :class:`GuardError` instead: the run is not recovering and a person should look.
 
@@ -125,6 +129,7 @@ class Guard:
         self.reintro_factor = 1.0  # one increment
         self.next_reintro = 0  # step of the next increment
         self.reintro_every = 1
+        self.verify_after_rollback = False  # is the next loss the restored weights' first?
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for ``config.json``."""
@@ -166,7 +171,7 @@ class Guard:
         return (loss - med) / scale
 
     def check(self, signals: Signals, step: int) -> tuple[str, str]:
-        """Verdict for this step: ``("ok" | "skip" | "rollback", reason)``.
+        """Verdict for this step: ``("ok" | "skip" | "rollback" | "shift", reason)``.
 
         Records healthy losses and gradient norms; raises :class:`GuardError` when a rollback
         would exceed ``max_rollbacks`` within ``rollback_window`` steps.
@@ -185,6 +190,22 @@ class Guard:
                 )
             return "skip", reason
         z = self.spike_score(loss)
+        restored_first = self.verify_after_rollback
+        self.verify_after_rollback = False
+        if z > self.spike_threshold and restored_first and self.rollbacks:
+            # the known-good weights spike too: the data changed, not the weights
+            self.rollbacks.pop()
+            self.losses.clear()
+            self.loss_steps.clear()
+            self.bad_streak = 0
+            self.losses.append(loss)
+            self.loss_steps.append(step)
+            self.norms.append(norm)
+            return "shift", (
+                f"loss shift: the restored known-good weights also give loss={loss:.4g} "
+                f"(robust z={z:.1f}), so the data changed; the loss baseline restarts here and "
+                "the rollback does not count towards max_rollbacks"
+            )
         if z > self.spike_threshold:
             self.bad_streak += 1
             return self._rollback(
@@ -217,6 +238,7 @@ class Guard:
             )
         self.rollbacks = recent + [step]
         self.bad_streak = 0
+        self.verify_after_rollback = True
         return "rollback", reason
 
     def after_rollback(self, step: int) -> Proposal:
@@ -278,6 +300,7 @@ class Guard:
             "reintro_factor": self.reintro_factor,
             "next_reintro": self.next_reintro,
             "reintro_every": self.reintro_every,
+            "verify_after_rollback": self.verify_after_rollback,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -291,6 +314,7 @@ class Guard:
         self.owed = float(state["owed"])
         self.reintro_factor = float(state["reintro_factor"])
         self.next_reintro = int(state["next_reintro"])
+        self.verify_after_rollback = bool(state.get("verify_after_rollback", False))
         self.reintro_every = int(state["reintro_every"])
 
 

@@ -570,6 +570,9 @@ class Regime:
             return self._skip(step, reduced, "guard", reason)
         if verdict == "rollback":
             return self._rollback(step, reduced, reason)
+        if verdict == "shift":  # a real change of the data: record it and train on
+            self._emit(Event(step, None, None, None, None, "guard", reason, dict(reduced),
+                             kind="drift"))
 
         signals = dict(reduced)
         for s in due:
