@@ -200,14 +200,18 @@ def test_cusum_and_page_hinkley_detect_a_mean_shift_and_stay_quiet_before() -> N
 def test_loss_drift_fires_on_a_persistent_jump_not_on_the_decay() -> None:
     rng = np.random.default_rng(3)
     sig = LossDrift()
-    alarms = []
+    alarms, outs = [], []
     for t in range(600):
         loss = 1.0 + 2.0 * math.exp(-t / 100) + 0.02 * rng.standard_normal()
         if t >= 400:
             loss += 0.5  # the data changed
-        alarms.append(sig.update(sig.measure(type("C", (), {"loss": loss})()))["drift"])
+        outs.append(sig.update(sig.measure(type("C", (), {"loss": loss})())))
+        alarms.append(outs[-1]["drift"])
     fired = [t for t, a in enumerate(alarms) if a]
     assert fired and 400 <= fired[0] < 420 and alarms[fired[0]] == 1.0
+    # the alarm reports the statistic that crossed its threshold, not the re-armed zero
+    at = outs[fired[0]]
+    assert at["drift.cusum"] >= 7.0 or at["drift.ph"] >= 10.0
     assert not [t for t in fired if t < 400]
 
 

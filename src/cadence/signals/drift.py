@@ -42,6 +42,7 @@ class Cusum:
         self.min_instances = int(min_instances)
         self.reset()
         self.n = 0
+        self.fired_at = 0.0  # the statistic that raised the latest alarm
 
     def reset(self) -> None:
         self.pos = 0.0
@@ -59,6 +60,7 @@ class Cusum:
             return 0
         direction = 1 if self.pos > self.h else (-1 if self.neg > self.h else 0)
         if direction:
+            self.fired_at = self.statistic
             self.reset()
         return direction
 
@@ -93,6 +95,7 @@ class PageHinkley:
         self.alpha = float(alpha)
         self.min_instances = int(min_instances)
         self.reset()
+        self.fired_at = 0.0  # the statistic that raised the latest alarm
 
     def reset(self) -> None:
         self.n = 0
@@ -113,12 +116,11 @@ class PageHinkley:
         self.down_max = max(self.down_max, self.down)
         if self.n < self.min_instances:
             return 0
-        if self.up - self.up_min > self.threshold:
+        if self.statistic > self.threshold:
+            self.fired_at = self.statistic
+            direction = 1 if self.up - self.up_min > self.threshold else -1
             self.reset()
-            return 1
-        if self.down_max - self.down > self.threshold:
-            self.reset()
-            return -1
+            return direction
         return 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -190,27 +192,29 @@ class LossDrift(SignalBase):
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         loss = reduced.get(f"{self.name}.loss", math.nan)
         z = 0.0
-        alarm = 0
+        alarm = c = p = 0
+        if math.isfinite(loss) and len(self._buf) >= self.window:
+            forecast, se = quadratic_forecast(np.asarray(self._buf))
+            se = max(se, 1e-12 * max(abs(forecast), 1.0))
+            z = max(-self.clip_z, min(self.clip_z, (loss - forecast) / se))
+            c, p = self.cusum.update(z), self.ph.update(z)
+            alarm = c or p
+            loss = forecast + z * se  # winsorised, so one spike cannot bend the fit
+        # at an alarm, report the statistic that crossed its threshold, not the re-armed 0
+        out = {
+            f"{self.name}.z": z,
+            f"{self.name}.ph": self.ph.fired_at if p else self.ph.statistic,
+            f"{self.name}.cusum": self.cusum.fired_at if c else self.cusum.statistic,
+            self.name: float(alarm),
+        }
         if math.isfinite(loss):
-            if len(self._buf) >= self.window:
-                forecast, se = quadratic_forecast(np.asarray(self._buf))
-                se = max(se, 1e-12 * max(abs(forecast), 1.0))
-                z = max(-self.clip_z, min(self.clip_z, (loss - forecast) / se))
-                c, p = self.cusum.update(z), self.ph.update(z)
-                alarm = c or p
-                loss = forecast + z * se  # winsorised, so one spike cannot bend the fit
             if alarm:
                 self._buf.clear()
                 self.cusum.reset()
                 self.ph.reset()
             else:
                 self._buf.append(loss)
-        return {
-            f"{self.name}.z": z,
-            f"{self.name}.ph": self.ph.statistic,
-            f"{self.name}.cusum": self.cusum.statistic,
-            self.name: float(alarm),
-        }
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"buf": list(self._buf), "cusum": self.cusum.state_dict(),
