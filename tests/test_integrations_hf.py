@@ -55,18 +55,20 @@ class Points(torch.utils.data.Dataset):
 
 
 def train(tmp_path: Path, model: TinyClassifier, callbacks: list[Any],
-          scheduler: Any = None, max_steps: int = STEPS, accum: int = ACCUM) -> Any:
+          scheduler: Any = None, max_steps: int = STEPS, accum: int = ACCUM,
+          save_steps: int | None = None, resume: str | None = None) -> Any:
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8,
         gradient_accumulation_steps=accum, learning_rate=LR, max_grad_norm=0.0,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+        logging_steps=1, report_to=[], use_cpu=True, seed=0,
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         disable_tqdm=True, dataloader_num_workers=0,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     sched = scheduler(opt) if scheduler else None
     trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
                                    optimizers=(opt, sched), callbacks=callbacks)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
@@ -108,3 +110,20 @@ def test_guard_skip_makes_the_trainer_update_a_no_op(tmp_path: Path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         CadenceTrainerCallback(accumulation_steps=2)
+
+
+def test_resuming_from_a_checkpoint_restores_the_regime(tmp_path: Path) -> None:
+    whole = TinyClassifier()
+    train(tmp_path / "whole", whole, [CadenceTrainerCallback(preset="cosine")])
+
+    first = CadenceTrainerCallback(preset="cosine")
+    train(tmp_path / "split", TinyClassifier(), [first], save_steps=3)
+    assert (tmp_path / "split" / "checkpoint-3" / "cadence_regime.pt").is_file()
+    second = CadenceTrainerCallback(preset="cosine")
+    resumed = TinyClassifier()
+    steps_after: list[int] = []
+    second.on_step_end = lambda *a, **k: steps_after.append(second.regime.step_count)
+    train(tmp_path / "split", resumed, [second], resume=str(tmp_path / "split" / "checkpoint-3"))
+    assert steps_after == [4, 5, 6]  # counted on from the checkpoint's 3 steps
+    for p_whole, p in zip(whole.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, p_whole, rtol=1e-6, atol=1e-7)

@@ -37,6 +37,11 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 
+#: The Regime's state inside each ``checkpoint-<step>`` folder; resuming from that folder
+#: (``trainer.train(resume_from_checkpoint=True)``) restores it.
+REGIME_FILE = "cadence_regime.pt"
+
+
 class CadenceTrainerCallback(TrainerCallback):
     """Run ``cadence.Regime(optimizer, total_steps, preset, **regime_kwargs)`` inside a
     ``transformers.Trainer``: ``Trainer(..., callbacks=[CadenceTrainerCallback()])``.
@@ -47,6 +52,9 @@ class CadenceTrainerCallback(TrainerCallback):
         **regime_kwargs: passed to ``Regime``; ``log_dir`` defaults to
             ``<output_dir>/cadence``. ``accumulation_steps`` is not accepted (set
             ``gradient_accumulation_steps`` in ``TrainingArguments``).
+
+    Checkpoints carry the Regime's state (``REGIME_FILE``); resuming from
+    ``<output_dir>/checkpoint-<step>`` restores it.
 
     Attributes:
         regime: the ``Regime`` (created at ``on_train_begin``).
@@ -93,8 +101,27 @@ class CadenceTrainerCallback(TrainerCallback):
                     group["lr"] = group["initial_lr"]
             _silence_scheduler(lr_scheduler, opt)
         self.regime = Regime(opt, total_steps=total, preset=self.preset, **kwargs_)
+        if state.global_step > 0:  # resuming: the Trainer restored its state before this hook
+            self._resume(Path(args.output_dir) / f"checkpoint-{state.global_step}")
         self._driver = DeferredRegime(self.regime)
         self._hook = model.register_forward_hook(self._keep_loss)
+
+    def _resume(self, checkpoint: Path) -> None:
+        saved = checkpoint / REGIME_FILE
+        if not saved.is_file():
+            warnings.warn(
+                f"resuming at step {checkpoint.name.split('-')[-1]} but {saved} does not exist: "
+                "the Regime starts afresh (its schedule and controllers restart at step 0)",
+                stacklevel=3,
+            )
+            return
+        self.regime.load_state_dict(torch.load(saved, weights_only=False))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Store the Regime's state in the checkpoint folder the Trainer has just written."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.regime is not None and state.is_world_process_zero and folder.is_dir():
+            torch.save(self.regime.state_dict(), folder / REGIME_FILE)
 
     def _keep_loss(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         if not (module.training and torch.is_grad_enabled()):
@@ -149,6 +176,13 @@ def _loss_of(output: Any) -> torch.Tensor | None:
 
 def _silence_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
     """Make the Trainer's scheduler inert: ``step()`` does nothing and ``get_last_lr()``
-    reports the rates the Regime wrote."""
+    reports the rates the Regime wrote. Its ``state_dict`` leaves the patched methods out
+    (torch's would try to pickle them into the checkpoint) and stays loadable by a fresh
+    scheduler of its class when the Trainer resumes."""
+    patched = ("step", "get_last_lr", "state_dict")
+    own_state_dict = type(scheduler).state_dict
     scheduler.step = lambda *a, **k: None
     scheduler.get_last_lr = lambda: [g["lr"] for g in optimizer.param_groups]
+    scheduler.state_dict = lambda: {
+        k: v for k, v in own_state_dict(scheduler).items() if k not in patched
+    }
