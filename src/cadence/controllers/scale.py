@@ -5,9 +5,10 @@ Rules (research notes B7; numbers are priors, not oracles):
 * **lr, Adam family:** μP puts the Adam lr of hidden matrices ∝ 1/fan_in. Anchored at the
   GPT-3 table (d = 768 → 6e-4, i.e. ≈ 0.46/fan_in, which also holds to within ~2× up to
   d = 4096) and clipped to [1e-4, 1]: ``lr = clip(0.5 / fan_in, 1e-4, 1)``. The upper
-  clip only acts on toy models (fan-in < 1); an earlier cap of 1e-2 made ``auto`` 20× to
-  10⁶× worse than the tuned oracle on logistic regression and the synthetic problems,
-  whose best Adam rates (0.1 … 1) the rule itself predicts (docs/auto.md).
+  clip is only a safety bound (fan-in ≥ 1 keeps the rule at ≤ 0.5). An earlier cap of
+  1e-2 made ``auto`` 22× to 9·10⁶× worse than the tuned oracle on logistic regression and
+  the synthetic problems, whose best Adam rates (0.1 … 1) the uncapped rule approaches
+  (0.09, 0.17, 0.5; docs/auto.md).
   ``fan_in`` is the parameter-weighted median fan-in of the ≥2-D tensors when the model or
   its parameters are known, else estimated as ``sqrt(num_params / 12)`` (a transformer
   block holds ≈ 12 d² weights), which errs low for deep-narrow nets (a safe direction).
