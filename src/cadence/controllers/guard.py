@@ -192,21 +192,18 @@ class Guard:
         z = self.spike_score(loss)
         restored_first = self.verify_after_rollback
         self.verify_after_rollback = False
+        shift = ""
         if z > self.spike_threshold and restored_first and self.rollbacks:
             # the known-good weights spike too: the data changed, not the weights
             self.rollbacks.pop()
             self.losses.clear()
             self.loss_steps.clear()
-            self.bad_streak = 0
-            self.losses.append(loss)
-            self.loss_steps.append(step)
-            self.norms.append(norm)
-            return "shift", (
+            shift = (
                 f"loss shift: the restored known-good weights also give loss={loss:.4g} "
                 f"(robust z={z:.1f}), so the data changed; the loss baseline restarts here and "
                 "the rollback does not count towards max_rollbacks"
             )
-        if z > self.spike_threshold:
+        elif z > self.spike_threshold:
             self.bad_streak += 1
             return self._rollback(
                 step,
@@ -219,7 +216,7 @@ class Guard:
         self.losses.append(loss)
         self.loss_steps.append(step)
         self.norms.append(norm)
-        return "ok", ""
+        return ("shift", shift) if shift else ("ok", "")
 
     def rewind(self, step: int) -> None:
         """Forget losses recorded after ``step`` (the snapshot a rollback restored), so the

@@ -139,14 +139,19 @@ def plateau(total_steps: int | None, warmup_steps: int | None) -> Plan:
     return Plan(warmup_constant_schedule(w), [ctrl], [], {"warmup_steps": w})
 
 
+def _adapted_constant(controller: Any, warmup_steps: int | None) -> Plan:
+    """Constant lr (after an optional warmup) that one per-step controller adapts."""
+    w = warmup_steps or 0
+    return Plan(warmup_constant_schedule(w), [controller], [], {"warmup_steps": w})
+
+
 @register_preset("clara")
 def clara(total_steps: int | None, warmup_steps: int | None) -> Plan:
     """Constant lr (optional warmup) adapted every step by CLARA from the path length of
     the optimizer's own updates (see ``cadence.controllers.clara``); no horizon needed."""
     from cadence.controllers.clara import ClaraController
 
-    w = warmup_steps or 0
-    return Plan(warmup_constant_schedule(w), [ClaraController()], [], {"warmup_steps": w})
+    return _adapted_constant(ClaraController(), warmup_steps)
 
 
 @register_preset("hypergradient")
@@ -155,9 +160,7 @@ def hypergradient(total_steps: int | None, warmup_steps: int | None) -> Plan:
     rule (SGD-HD / Adam-HD, see ``cadence.controllers.hypergradient``)."""
     from cadence.controllers.hypergradient import HypergradientController
 
-    w = warmup_steps or 0
-    ctrl = HypergradientController()
-    return Plan(warmup_constant_schedule(w), [ctrl], [], {"warmup_steps": w})
+    return _adapted_constant(HypergradientController(), warmup_steps)
 
 
 @register_preset("auto")
