@@ -8,9 +8,13 @@ and depends on nothing else in cadence.
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any
 
 #: The hyper-parameters a controller may change. ``momentum`` means SGD momentum or Adam's
 #: beta1; ``beta2`` is Adam's second-moment decay; ``clip_norm`` is the gradient-clipping
@@ -94,20 +98,6 @@ class Context:
         return [g.name for g in self.groups]
 
 
-@runtime_checkable
-class Controller(Protocol):
-    """A decision rule. ``name`` is the Event source; ``propose`` must be deterministic
-    given (signals, context, own state) so every rank decides the same."""
-
-    name: str
-
-    def propose(self, signals: Signals, context: Context) -> list[Proposal]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 @dataclass
 class MeasureContext:
     """What a signal may read when it measures, once per real optimizer update.
@@ -127,22 +117,88 @@ class MeasureContext:
     closure: Callable[[], Any] | None = None  # loss closure, for opt-in probes (Hessian)
 
 
-class Signal(Protocol):
+class Part:
+    """Base of every controller and signal: a name, declared needs, config and state.
+
+    * ``name`` — the Event source and the key of its state in ``regime.state_dict()``; a
+      class attribute (the registered name), which a ``name=`` constructor argument may
+      override for a second instance.
+    * ``requires`` — names of the signals this part reads; the Regime creates the
+      registered ones nobody supplied, with the keyword arguments in ``signal_options``.
+    * ``get_config()`` — the constructor arguments, recorded when the object is built
+      (defaults filled in), so ``type(p)(**p.get_config())`` rebuilds an equal part and a
+      configuration file can never forget one. Arguments must be plain data.
+    * ``state_dict()`` / ``load_state_dict()`` — what changes while training (plain data
+      only: a run folder is read with ``torch.load(weights_only=True)``).
+    """
+
+    name: str = ""
+    requires: tuple[str, ...] = ()
+    signal_options: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
+    _config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+        if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
+            raise TypeError(f"{cls.__name__}.__init__ may not take *args (config needs names)")
+
+        @functools.wraps(init)
+        def recording_init(self: Part, *args: Any, **kw: Any) -> None:
+            if type(self).__init__ is recording_init:  # the outermost constructor records
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = dict(bound.arguments)
+                config.pop(next(iter(signature.parameters)))  # self
+                for p in signature.parameters.values():
+                    if p.kind is p.VAR_KEYWORD:
+                        config.update(config.pop(p.name))
+                self._config = config
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (defaults included): ``type(self)(**config)`` rebuilds it."""
+        return copy.deepcopy(getattr(self, "_config", {}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """What changed since construction (plain Python data); empty for stateless parts."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+class Controller(Part):
+    """A decision rule. ``propose`` must be deterministic given (signals, context, own
+    state) so every rank decides the same; it never touches the optimizer."""
+
+    def propose(self, signals: Signals, context: Context) -> list[Proposal]:
+        raise NotImplementedError(f"{type(self).__name__} must define propose()")
+
+
+class Signal(Part):
     """A measurement. ``measure`` returns raw local numbers (reduced across ranks by the
     Regime, mean); ``update`` turns reduced numbers into derived ones (EMAs, slopes) and
     returns every key it owns. ``every`` > 1 makes a costly probe run every k steps only.
-    ``after_step`` (optional) sees parameters after ``optimizer.step()`` (update ratios)."""
+    ``after_step`` sees parameters after ``optimizer.step()`` (update ratios); the Regime
+    calls it only for signals that override it."""
 
-    name: str
-    every: int
+    every: int = 1
 
-    def measure(self, ctx: MeasureContext) -> dict[str, float]: ...
+    def measure(self, ctx: MeasureContext) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define measure()")
 
-    def update(self, reduced: dict[str, float]) -> dict[str, float]: ...
+    def update(self, reduced: dict[str, float]) -> dict[str, float]:
+        """Derived values from the rank-reduced measurements (pass-through by default)."""
+        return dict(reduced)
 
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def after_step(self, ctx: MeasureContext) -> None:
+        """Called after ``optimizer.step()`` on steps the signal was measured."""
 
 
 class Registry:
