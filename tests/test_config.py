@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cadence.config import ConfigError, load_config_file, resolve_config
+from cadence.regime.config import ConfigError, load_config_file, resolve_config
 from cadence.protocol import CONTROLLERS
 from cadence.schedules.decay import Cosine
 from cadence.schedules.warmup import Warmup

@@ -435,8 +435,8 @@ class Regime:
     def from_config(
         cls, optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
     ) -> Regime:
-        """Build a Regime from a ``config.json`` (see ``cadence.config``)."""
-        from cadence.config import regime_from_config  # type: ignore[import-not-found]
+        """Build a Regime from a ``config.json`` (see ``cadence.regime.config``)."""
+        from cadence.regime.config import regime_from_config
 
         return regime_from_config(optimizer, path, **overrides)
 
