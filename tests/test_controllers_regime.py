@@ -8,19 +8,6 @@ import pytest
 import torch
 
 import cadence
-from cadence.regime import presets
-
-
-@pytest.fixture
-def auto_preset():
-    """Register this module's "auto" preset for one test, then restore the previous one."""
-    presets.resolve_preset("auto", 10, None)  # load the provider, so "old" is the real one
-    old = presets.PRESETS.get("auto")
-    from cadence.controllers import auto
-
-    auto.register()
-    yield
-    presets.PRESETS["auto"] = old
 
 
 def _data(seed: int, shift: bool = False):
@@ -66,7 +53,7 @@ def test_adaptive_controllers_run_inside_the_regime_and_explain_changes() -> Non
 
 
 @pytest.mark.parametrize("lr", [1e-5, 1e-3, 1.0])
-def test_auto_preset_replaces_an_implausible_initial_lr(lr: float, auto_preset) -> None:
+def test_auto_preset_replaces_an_implausible_initial_lr(lr: float) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -84,6 +71,6 @@ def test_auto_preset_replaces_an_implausible_initial_lr(lr: float, auto_preset) 
         assert scale and scale[0].step == 0 and "scale-aware" in scale[0].reason
         # the scale-aware lr is reached in one go, whatever the default relative range
         target = next(c for c in regime.controllers if c.name == "scale").defaults.lr
-        assert lr * regime.lr_mult["group0"] == pytest.approx(target)
+        assert lr * regime.knobs.multiplier("group0") == pytest.approx(target)
         assert target == pytest.approx(0.5 / (129 / 12) ** 0.5)  # 129 parameters
     assert float(loss.detach()) < first

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cadence.controllers.guard import Guard, GuardError
+from cadence.regime.guard import Guard, GuardError
 from cadence.regime import Regime
 from cadence.regime.snapshot import Snapshot
 
@@ -171,7 +171,7 @@ def test_fixed_clip_matches_torch_clip_grad_norm():
         regime.step(loss)
     for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    assert regime.knobs["group0"][-1] == "clip_norm"
+    assert regime.knobs.available["group0"][-1] == "clip_norm"
     assert regime.signals["clip_threshold"] == 0.05
 
 

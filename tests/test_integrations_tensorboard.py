@@ -9,12 +9,12 @@ import pytest
 import torch
 
 pytest.importorskip("tensorboard", reason="needs the [tensorboard] extra (tensorboard)")
-regime_mod = pytest.importorskip("cadence.regime", reason="cadence.regime not built yet")
 
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
     EventAccumulator,
 )
 
+import cadence.regime as regime_mod  # noqa: E402
 from cadence.integrations.tensorboard import TensorBoardSink  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def test_shared_writer_is_left_open(tmp_path: Path) -> None:
 
     writer = SummaryWriter(log_dir=str(tmp_path))
     sink = TensorBoardSink(writer, prefix="opt/")
-    sink.write_dict({"step": 3, "loss": 1.5, "values": {"g": {"lr": 0.1}}, "signals": {}})
+    sink.metrics({"step": 3, "loss": 1.5, "values": {"g": {"lr": 0.1}}, "signals": {}})
     sink.close()
     writer.add_scalar("after", 1.0, 0)  # still usable
     writer.close()

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import cadence
-from cadence.protocol import Proposal
+from cadence.protocol import Controller, Proposal
 from cadence.regime import Regime
-from cadence.regime.apply import has_knob, read_knob, write_knob
+from cadence.regime.knobs import has_knob, read_knob, write_knob
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
@@ -40,7 +40,7 @@ def lrs_used(optimizer: torch.optim.Optimizer) -> list[list[float]]:
     return seen
 
 
-class Fixed:
+class Fixed(Controller):
     """Test controller: returns the proposals of the current step from a dict."""
 
     def __init__(self, name: str, plan: dict[int, list[Proposal]]) -> None:
@@ -104,9 +104,9 @@ def test_preset_errors():
         Regime(opt, preset="cosine")
     with pytest.raises(ValueError, match=r"unknown preset 'nope'.*constant.*cosine.*plateau"):
         Regime(opt, total_steps=10, preset="nope")
-    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+    with pytest.raises(ValueError, match="total_steps must be an int >= 1, got 0"):
         Regime(opt, total_steps=0)
-    with pytest.raises(TypeError, match="total_steps must be an int"):
+    with pytest.raises(ValueError, match="total_steps must be an int >= 1, got 10.5"):
         Regime(opt, total_steps=10.5)
 
 
@@ -183,14 +183,14 @@ def test_regime_runs_and_adapts_every_optimizer(name):
             loss = loss_of(model, i)
             loss.backward()
             assert regime.step(loss)
-    missing = [k for k in cadence.protocol.KNOBS if k not in regime.knobs["group0"]]
+    missing = [k for k in cadence.protocol.KNOBS if k not in regime.knobs.available["group0"]]
     msgs = [str(x.message) for x in w if "has no" in str(x.message)]
     assert sorted(m.split("'")[1] for m in msgs) == sorted(missing)  # one warning per knob
     g = opt.param_groups[0]
-    nonzero = {k for k in regime.knobs["group0"] if float(g[f"cadence_base_{k}"]) > 0}
+    nonzero = {k for k in regime.knobs.available["group0"] if float(g[f"cadence_base_{k}"]) > 0}
     assert {e.knob for e in regime.events} == nonzero
     assert float(g["lr"]) == pytest.approx(0.9 * g["cadence_base_lr"])
-    for k in regime.knobs["group0"]:
+    for k in regime.knobs.available["group0"]:
         if k != "lr":
             assert read_knob(g, k) == pytest.approx(0.9 * g[f"cadence_base_{k}"])
     assert all(torch.isfinite(p).all() for p in model.parameters())

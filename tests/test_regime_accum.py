@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from cadence.protocol import Signal
 from cadence.regime import Regime
 
 
@@ -21,7 +22,7 @@ def micro_loss(model: torch.nn.Module, i: int) -> torch.Tensor:
     return ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
 
 
-class MicroNorms:
+class MicroNorms(Signal):
     """Test signal: records the micro-batch gradient norms the Regime hands over."""
 
     name, every = "micro", 1

@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "Event": "cadence.events",
     "Proposal": "cadence.protocol",
     "Context": "cadence.protocol",
+    "Controller": "cadence.protocol",
+    "Signal": "cadence.protocol",
 }
 _SUBMODULES = {
     "schedules", "groups", "regime", "events", "signals", "controllers", "optim",

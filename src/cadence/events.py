@@ -90,21 +90,28 @@ class Event:
 
 @runtime_checkable
 class Sink(Protocol):
-    """Receives events as they happen. ``close`` releases files or writers."""
+    """Receives events and metrics records as they happen (``regime.sinks``); ``close``
+    releases files or writers. A metrics record has the layout of ``metrics.jsonl``
+    (docs/formats.md)."""
 
     def write(self, event: Event) -> None: ...
+
+    def metrics(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 
 
 class MemorySink:
-    """Keeps every event in ``self.events`` (a list)."""
+    """Keeps every event in ``self.events`` (a list); metrics records are not kept."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
 
     def write(self, event: Event) -> None:
         self.events.append(event)
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -143,6 +150,9 @@ class JsonlSink(JsonLines):
 
     def write(self, event: Event) -> None:
         self.write_dict(event.to_dict())
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        pass  # events only; metrics go to their own file
 
 
 def read_events(path: str | os.PathLike[str]) -> list[Event]:

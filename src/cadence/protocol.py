@@ -215,12 +215,16 @@ class Registry:
 
         return deco
 
-    def create(self, name: str, **kwargs: Any) -> Any:
+    def factory(self, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name``; ``ValueError`` listing the known names."""
         if name not in self._items:
             raise ValueError(
                 f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
             )
-        return self._items[name](**kwargs)
+        return self._items[name]
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.factory(name)(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -27,4 +27,4 @@ __all__ = [
     "scale",
     "weight_decay",
 ]
-from cadence.controllers import guard, plateau  # noqa: E402, F401  (the Regime's own)
+from cadence.controllers import plateau  # noqa: E402, F401  (the Regime's own)

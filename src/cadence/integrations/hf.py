@@ -8,9 +8,9 @@ Where it hooks into the Trainer's loop::
     optimizer.step()        → the Trainer's single update, with the Regime's values
     lr_scheduler.step()     → a no-op: the Trainer's scheduler is switched off
 
-As with Lightning, the Regime's own ``optimizer.step``/``zero_grad`` are deferred (see
-``cadence.integrations._defer``); on a guard skip or rollback the gradients are dropped so
-the Trainer's update changes nothing. The Trainer's scheduler object stays in place (the
+As with Lightning, the callback runs the Regime's two phases around the Trainer's step
+(see ``cadence.integrations._trainer``); on a guard skip or rollback the gradients are
+dropped so the Trainer's update changes nothing. The Trainer's scheduler object stays in place (the
 Trainer calls it and logs ``learning_rate`` from it) but its ``step()`` does nothing and
 ``get_last_lr()`` reports the Regime's rates. Set ``max_grad_norm=0`` and use the Regime's
 ``clip_norm=`` instead: the Trainer clips before the Regime measures the gradient. The
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from cadence.integrations._defer import DeferredRegime, unwrap_optimizer
+from cadence.integrations._trainer import finish_after_each_step, unwrap_optimizer
 
 try:
     from transformers import TrainerCallback
@@ -74,9 +74,8 @@ class CadenceTrainerCallback(TrainerCallback):
         self.total_steps = total_steps
         self.regime_kwargs = regime_kwargs
         self.regime: Any = None
-        self._driver: DeferredRegime | None = None
         self._losses: list[torch.Tensor] = []
-        self._hook: Any = None
+        self._hooks: list[Any] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
@@ -95,16 +94,13 @@ class CadenceTrainerCallback(TrainerCallback):
         if "log_dir" not in kwargs_ and getattr(args, "output_dir", None):
             kwargs_["log_dir"] = str(Path(args.output_dir) / "cadence")
         total = self.total_steps or (state.max_steps if state.max_steps > 0 else None)
-        if lr_scheduler is not None:  # undo its first write (warmup starts at 0) and mute it
-            for group in opt.param_groups:
-                if "initial_lr" in group:
-                    group["lr"] = group["initial_lr"]
+        if lr_scheduler is not None:  # mute it; the Regime takes its initial_lr as the base
             _silence_scheduler(lr_scheduler, opt)
         self.regime = Regime(opt, total_steps=total, preset=self.preset, **kwargs_)
         if state.global_step > 0:  # resuming: the Trainer restored its state before this hook
             self._resume(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-        self._driver = DeferredRegime(self.regime)
-        self._hook = model.register_forward_hook(self._keep_loss)
+        self._hooks = [finish_after_each_step(self.regime),
+                       model.register_forward_hook(self._keep_loss)]
 
     def _resume(self, checkpoint: Path) -> None:
         saved = checkpoint / REGIME_FILE
@@ -115,7 +111,7 @@ class CadenceTrainerCallback(TrainerCallback):
                 stacklevel=3,
             )
             return
-        self.regime.load_state_dict(torch.load(saved, weights_only=False))
+        self.regime.load_state_dict(torch.load(saved, weights_only=True))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Store the Regime's state in the checkpoint folder the Trainer has just written."""
@@ -131,7 +127,7 @@ class CadenceTrainerCallback(TrainerCallback):
             self._losses.append(loss)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._driver is None:
+        if self.regime is None:
             return
         if not self._losses:
             raise RuntimeError(
@@ -140,7 +136,7 @@ class CadenceTrainerCallback(TrainerCallback):
             )
         losses, self._losses = self._losses, []
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-        self._driver.step(loss)
+        self.regime.decide(loss)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
@@ -155,9 +151,9 @@ class CadenceTrainerCallback(TrainerCallback):
             state.log_history[-1].update(extra)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
         if self.regime is not None:
             self.regime.close()
 

@@ -11,10 +11,10 @@ How it fits Lightning's loop (automatic optimization)::
         Lightning's gradient clipping, then the real optimizer update
     on_train_batch_end                            # knobs logged through pl_module.log
 
-The Regime runs with its own ``optimizer.step``/``zero_grad`` deferred (see
-``cadence.integrations._defer``), so Lightning's single update applies the values the
-Regime just wrote; on a guard skip or rollback the gradients are dropped and Lightning's
-update is a no-op. Gradient accumulation needs nothing special: the hook fires only on
+The callback runs the Regime's two phases (see ``cadence.integrations._trainer``):
+``regime.decide(loss)`` before Lightning's single update, which applies the values the
+Regime just wrote, and ``regime.finish()`` after it; on a guard skip or rollback the
+gradients are dropped and Lightning's update is a no-op. Gradient accumulation needs nothing special: the hook fires only on
 real updates, and the Regime sees the mean of the micro-batch losses (Lightning divides
 each by ``accumulate_grad_batches``; the callback undoes that for the loss signal).
 Manual optimization works too: ``self.manual_backward(loss)`` and ``opt.step()`` fire the
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from cadence.integrations._defer import DeferredRegime, unwrap_optimizer
+from cadence.integrations._trainer import finish_after_each_step, unwrap_optimizer
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -85,7 +85,7 @@ class CadenceCallback(Callback):
         self.log_knobs = log_knobs
         self.regime_kwargs = regime_kwargs
         self.regime: Any = None
-        self._driver: DeferredRegime | None = None
+        self._hook: Any = None
         self._losses: list[torch.Tensor] = []
         self._pending_state: dict[str, Any] | None = None
 
@@ -113,7 +113,8 @@ class CadenceCallback(Callback):
             kwargs["log_dir"] = str(Path(trainer.log_dir) / "cadence")
         if self.regime is None or self.regime.optimizer is not optimizer:
             self.regime = Regime(optimizer, total_steps=total, preset=self.preset, **kwargs)
-        self._driver = DeferredRegime(self.regime)
+        if self._hook is None:
+            self._hook = finish_after_each_step(self.regime)
         if self._pending_state is not None:
             self.regime.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -124,7 +125,7 @@ class CadenceCallback(Callback):
         self._losses.append(loss * scale if scale != 1 else loss)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self._driver is None:
+        if self._hook is None:
             return
         if not self._losses:
             raise RuntimeError(
@@ -133,7 +134,7 @@ class CadenceCallback(Callback):
             )
         loss = self._losses[0] if len(self._losses) == 1 else torch.stack(self._losses).mean()
         self._losses = []
-        self._driver.step(loss)
+        self.regime.decide(loss)
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -150,6 +151,9 @@ class CadenceCallback(Callback):
                            logger=bool(trainer.loggers))
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         if self.regime is not None:
             self.regime.close()
 

@@ -40,11 +40,8 @@ class TensorBoardSink:
         self.prefix = prefix.rstrip("/")
 
     def attach(self, regime: Any) -> TensorBoardSink:
-        """Subscribe to ``regime``'s events and metrics lines; returns ``self``."""
+        """Subscribe to ``regime``'s events and metrics records; returns ``self``."""
         regime.sinks.append(self)
-        # The Regime writes metrics lines through one ``write_dict`` object (its
-        # metrics.jsonl); put a tee in its place so the file keeps being written.
-        regime._metrics_file = _Tee(regime._metrics_file, self)
         return self
 
     # -- Sink protocol ---------------------------------------------------------------------
@@ -56,8 +53,8 @@ class TensorBoardSink:
                              f"· {event.reason}", event.step)
         self.writer.add_scalar(f"{p}/events/{event.kind}", 1.0, event.step)
 
-    def write_dict(self, record: dict[str, Any]) -> None:
-        """One metrics line (the ``metrics.jsonl`` layout of docs/formats.md)."""
+    def metrics(self, record: dict[str, Any]) -> None:
+        """One metrics record (the ``metrics.jsonl`` layout of docs/formats.md)."""
         p, step = self.prefix, int(record.get("step", 0))
         if _finite(record.get("loss")):
             self.writer.add_scalar(f"{p}/loss", float(record["loss"]), step)
@@ -77,23 +74,6 @@ class TensorBoardSink:
         self.writer.flush()
         if self._owns:
             self.writer.close()
-
-
-class _Tee:
-    """Forwards ``write_dict``/``close`` to the Regime's metrics file (if any) and a sink."""
-
-    def __init__(self, first: Any, second: TensorBoardSink) -> None:
-        self.first, self.second = first, second
-
-    def write_dict(self, record: dict[str, Any]) -> None:
-        if self.first is not None:
-            self.first.write_dict(record)
-        self.second.write_dict(record)
-
-    def close(self) -> None:
-        if self.first is not None:
-            self.first.close()
-        self.second.flush()
 
 
 def _finite(value: Any) -> bool:

@@ -25,7 +25,7 @@ and the values that would have been accepted.
 
 from __future__ import annotations
 
-import contextlib
+import datetime as _dt
 import inspect
 import json
 import math
@@ -33,12 +33,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cadence import __version__ as cadence_version
+import cadence.controllers  # noqa: F401  (registers the controllers)
+import cadence.signals  # noqa: F401  (registers the signals)
+from cadence.protocol import CONTROLLERS, KNOBS, SIGNALS, Registry
+from cadence.regime.guard import Guard
+from cadence.regime.presets import PRESETS, resolve_preset
+from cadence.regime.schedule import schedule_to_dict
+from cadence.schedules import base, warmup_cosine, wsd
+
 #: Keys the run folder's config.json records for information only; ignored on load.
 INFO_KEYS: frozenset[str] = frozenset(
     {"optimizer", "groups", "cadence_version", "started", "resolved_schedule"}
 )
-#: Keys understood here, with what each must hold (for error messages). ``Regime``'s own
-#: signature decides which of them are accepted (see ``_allowed_keys``).
+#: The Regime arguments a configuration may set, with what each must hold (for error
+#: messages); a test checks that each is a parameter of ``Regime``.
 CONFIG_KEYS: dict[str, str] = {
     "preset": "a preset name",
     "total_steps": "a positive integer",
@@ -111,7 +120,7 @@ def resolve_config(raw: Mapping[str, Any], source: str = "config") -> dict[str, 
         raise TypeError(f"{source}: configuration must be a mapping, got {type(raw).__name__}")
     if "regime" in raw and isinstance(raw["regime"], Mapping):
         raw, source = raw["regime"], f"{source} [regime]"
-    allowed = _allowed_keys()
+    allowed = set(CONFIG_KEYS)
     raw = _strip_preset_parts(raw) if "cadence_version" in raw else raw
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -131,8 +140,6 @@ def resolve_config(raw: Mapping[str, Any], source: str = "config") -> dict[str, 
 def _strip_preset_parts(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A run's config.json lists the preset's own controllers and signals first, then the
     user's; the preset adds its own again on load, so keep only the user's."""
-    from cadence.regime.presets import resolve_preset
-
     out = dict(recorded)
     try:
         plan = resolve_preset(
@@ -151,23 +158,80 @@ def _strip_preset_parts(recorded: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def regime_from_config(optimizer: Any, path: str | Path, **overrides: Any) -> Any:
-    """Build a ``cadence.Regime`` for ``optimizer`` from a configuration file.
+def regime_arguments(path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """``Regime`` keyword arguments from a configuration file (``Regime.from_config``).
 
     ``overrides`` (e.g. ``total_steps=``, ``log_dir=``) take precedence over the file.
     """
-    from cadence.regime import Regime
-
     kwargs = resolve_config(load_config_file(path), source=str(path))
     kwargs.update(overrides)
-    return Regime(optimizer, **kwargs)
+    return kwargs
+
+
+def describe(regime: Any) -> dict[str, Any]:
+    """A built Regime's configuration, as its run folder's ``config.json`` records it.
+
+    Top-level keys are Regime arguments (``None``/empty ones left out), so the file can be
+    read back by ``Regime.from_config``; ``controllers``/``signals`` list only those given
+    beyond the preset's, each with its recorded constructor arguments. ``optimizer`` and
+    ``groups`` (with each group's resolved schedule) are informational.
+    """
+    opt = regime.optimizer
+    defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opt.defaults.items()
+                if isinstance(v, (int, float, str, bool, tuple, type(None)))}
+    knobs = regime.knobs
+    cfg = {
+        "preset": regime.preset,
+        "total_steps": regime.total_steps,
+        "warmup_steps": regime._warmup_arg,
+        "controllers": [_part_entry(c) for c in regime._user_controllers],
+        "signals": [_part_entry(s) for s in regime._user_signals],
+        "schedule": regime.schedules.to_dict() if regime._user_schedule is not None else None,
+        "bounds": {k: list(v) for k, v in regime.user_bounds.items()},
+        "max_change": regime.arbiter.max_change,
+        "max_lr_spread": regime.arbiter.max_lr_spread,
+        "smoothing": regime.arbiter.smoothing,
+        "clip_norm": regime.clip_mode,
+        "accumulation_steps": regime.accumulation_steps,
+        "metrics_every": regime.metrics_every,
+        "snapshot_every": regime.snapshot_every,
+        "guard": regime.guard.get_config() if regime.guard is not None else False,
+        "seed": regime.seed,
+        "optimizer": {"class": type(opt).__name__, "defaults": defaults},
+        "groups": [
+            {
+                "name": n,
+                "num_params": sum(p.numel() for p in g["params"]),
+                "depth": g.get("depth"),
+                "base": {k: knobs.base(n, k) for k in knobs.available[n]},
+                "schedule": schedule_to_dict(regime.schedules.by_group[n]),
+                "warmup_steps": regime.warmup_steps,
+            }
+            for n, g in knobs.groups.items()
+        ],
+        "cadence_version": cadence_version,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return {k: v for k, v in cfg.items() if v is not None and v != []}
+
+
+def _part_entry(part: Any) -> dict[str, Any]:
+    """``{name, params}`` for config.json; a part built from objects JSON cannot hold is
+    recorded with ``params: null`` and says so (loading such an entry is refused)."""
+    config = part.get_config()
+    try:
+        json.dumps(config, allow_nan=True)
+    except TypeError:
+        return {"name": part.name, "params": None,
+                "unrecorded": f"{type(part).__name__} was built from arguments that are not "
+                              "plain data; build it in code"}
+    return {"name": part.name, "params": config}
 
 
 # ---- value parsers ---------------------------------------------------------------------
 def _parse_preset(value: Any, source: str) -> str:
-    names = _preset_names()
-    if not isinstance(value, str) or (names and value not in names):
-        allowed = ", ".join(repr(n) for n in names) if names else "a preset name"
+    if not isinstance(value, str) or value not in PRESETS:
+        allowed = ", ".join(repr(n) for n in sorted(PRESETS))
         raise ConfigError(f"{source}: preset = {value!r} is not allowed; allowed values: {allowed}")
     return value
 
@@ -197,8 +261,6 @@ def _parse_log_dir(value: Any, source: str) -> str:
 
 
 def _parse_bounds(value: Any, source: str) -> dict[str, tuple[float, float]]:
-    from cadence.protocol import KNOBS
-
     if not isinstance(value, Mapping):
         raise ConfigError(f"{source}: bounds must be a table of knob -> [lo, hi], got {value!r}")
     out: dict[str, tuple[float, float]] = {}
@@ -238,36 +300,21 @@ def _parse_schedule(value: Any, source: str) -> Any:
 
 #: Schedule factories accepted as ``kind`` besides the registered kinds (their arguments
 #: become the other fields), e.g. ``{kind = "warmup_cosine", total_steps = 1000, ...}``.
-SCHEDULE_FACTORIES: tuple[str, ...] = ("warmup_cosine", "wsd")
+SCHEDULE_FACTORIES: dict[str, Callable[..., Any]] = {"warmup_cosine": warmup_cosine, "wsd": wsd}
 
 
 def _one_schedule(table: Mapping[str, Any], where: str) -> Any:
-    from cadence.schedules import base
-
     kind = table.get("kind")
-    factory = _schedule_factory(kind) if isinstance(kind, str) else None
-    known = sorted(base.kinds()) + [f for f in SCHEDULE_FACTORIES if _schedule_factory(f)]
-    if kind not in base.kinds() and factory is None:
+    if kind not in base.kinds() and kind not in SCHEDULE_FACTORIES:
+        known = sorted(base.kinds()) + sorted(SCHEDULE_FACTORIES)
         raise ConfigError(f"{where}.kind = {kind!r} is not allowed; allowed values: "
                           f"{', '.join(known)}")
     try:
-        if factory is not None and kind not in base.kinds():
-            return factory(**{k: v for k, v in table.items() if k != "kind"})
+        if kind not in base.kinds():
+            return SCHEDULE_FACTORIES[kind](**{k: v for k, v in table.items() if k != "kind"})
         return base.from_dict(dict(table))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from err
-
-
-def _schedule_factory(name: str) -> Callable[..., Any] | None:
-    if name not in SCHEDULE_FACTORIES:
-        return None
-    import importlib
-
-    for module in ("cadence.schedules", "cadence.schedules.warmup"):
-        found = getattr(importlib.import_module(module), name, None)
-        if callable(found):
-            return found
-    return None
 
 
 def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
@@ -293,6 +340,8 @@ def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
             if name not in registry:
                 raise ConfigError(f"{where}.name = {name!r} is not allowed; allowed values: "
                                   f"{', '.join(registry.names()) or '(none registered)'}")
+            if "unrecorded" in entry:
+                raise ConfigError(f"{where} ({name}): {entry['unrecorded']}")
             params = dict(entry.get("params") or {})
             inline = {k: v for k, v in entry.items() if k not in ("name", "params")}
             if inline and params:
@@ -306,8 +355,7 @@ def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
 
 
 def _build_part(registry: Any, name: str, params: dict[str, Any], where: str) -> Any:
-    factory = registry._items[name]
-    accepted = _parameters(factory)
+    accepted = _parameters(registry.factory(name))
     if accepted is not None:
         unknown = sorted(set(params) - set(accepted))
         if unknown:
@@ -336,14 +384,11 @@ def _parse_guard(value: Any, source: str) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, Mapping):
-        with contextlib.suppress(ImportError):
-            from cadence.controllers.guard import Guard
-
-            accepted = _parameters(Guard)
-            unknown = sorted(set(value) - set(accepted or value))
-            if unknown:
-                raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
-                                  f"parameters: {', '.join(accepted or [])}")
+        accepted = _parameters(Guard)
+        unknown = sorted(set(value) - set(accepted or value))
+        if unknown:
+            raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
+                              f"parameters: {', '.join(accepted or [])}")
         return dict(value)
     raise ConfigError(f"{source}: guard = {value!r} is not allowed; allowed values: "
                       f"{CONFIG_KEYS['guard']}")
@@ -377,53 +422,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _allowed_keys() -> set[str]:
-    """Keys a configuration may hold: the ones above, intersected with what ``Regime``
-    accepts once it is importable (so a key the Regime does not take is refused early)."""
-    keys = set(CONFIG_KEYS)
-    try:
-        from cadence.regime import Regime
-    except ImportError:
-        return keys
-    accepted = _parameters(Regime)
-    if accepted is None:
-        return keys
-    return {k for k in accepted if k not in ("optimizer", "self") and k not in _NOT_CONFIGURABLE}
-
-
-#: Regime arguments that hold live objects, not configuration.
-_NOT_CONFIGURABLE = frozenset({"scaler", "sinks", "model", "closure", "process_group"})
-
-
-def _preset_names() -> list[str]:
-    try:
-        from cadence.regime import presets
-    except ImportError:
-        return []
-    for attr in ("PRESETS", "preset_names"):
-        found = getattr(presets, attr, None)
-        if callable(found):
-            return sorted(found())
-        if isinstance(found, Mapping):
-            return sorted(found)
-    return []
-
-
-def _registry(key: str) -> Any:
-    """The controller or signal registry, with every built-in module imported (each
-    module registers its parts on import)."""
-    import importlib
-    import pkgutil
-
-    from cadence.protocol import CONTROLLERS, SIGNALS
-
-    package = "cadence.controllers" if key == "controllers" else "cadence.signals"
-    with contextlib.suppress(ImportError):
-        pkg = importlib.import_module(package)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(f"{package}.{info.name}")
+def _registry(key: str) -> Registry:
+    """The controller or signal registry (importing cadence.controllers and
+    cadence.signals registered every built-in part)."""
     return CONTROLLERS if key == "controllers" else SIGNALS
 
 
@@ -476,7 +477,8 @@ def _yaml_loads(text: str) -> Any:
 __all__ = [
     "CONFIG_KEYS",
     "ConfigError",
+    "describe",
     "load_config_file",
-    "regime_from_config",
+    "regime_arguments",
     "resolve_config",
 ]

@@ -1,7 +1,7 @@
 """Presets: named starting configurations of a Regime.
 
 A preset is a function ``(total_steps, warmup_steps) -> Plan`` registered in
-:data:`PRESETS`. The Plan gives the lr schedule, the controllers and extra signals to run,
+:data:`PRESETS`; every built-in preset is defined here. The Plan gives the lr schedule, the controllers and extra signals to run,
 and options (``warmup_steps``, and defaults for ``clip_norm``/``guard``/``bounds`` that
 explicit Regime arguments override; user bounds override per knob). Other parts add
 presets by registering a function::
@@ -13,11 +13,14 @@ presets by registering a function::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from cadence.controllers.clara import ClaraController
+from cadence.controllers.drift import DriftResponse
+from cadence.controllers.hypergradient import HypergradientController
+from cadence.controllers.plateau import Plateau
+from cadence.controllers.scale import ScaleAware
 from cadence.schedules import Constant, Schedule, warmup, warmup_cosine
 
 
@@ -47,26 +50,10 @@ def register_preset(name: str) -> Callable[[PresetFn], PresetFn]:
     return deco
 
 
-#: Modules that register (or replace) a preset when imported; imported on first use, so
-#: ``"auto"`` is the controllers' zero-tuning preset once ``cadence.controllers.auto`` exists.
-PRESET_PROVIDERS: dict[str, str] = {"auto": "cadence.controllers.auto"}
-_loaded: set[str] = set()
-
-
-def _load_provider(name: str) -> None:
-    module = PRESET_PROVIDERS.get(name)
-    if module is None or module in _loaded:
-        return
-    _loaded.add(module)
-    if importlib.util.find_spec(module) is not None:
-        importlib.import_module(module)
-
-
 def resolve_preset(name: str, total_steps: int | None, warmup_steps: int | None) -> Plan:
     """Build the plan of preset ``name``; unknown names raise ``ValueError`` listing presets."""
     if not isinstance(name, str):
         raise TypeError(f"preset must be a string, got {type(name).__name__}")
-    _load_provider(name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
     return PRESETS[name](total_steps, warmup_steps)
@@ -123,8 +110,6 @@ def plateau(total_steps: int | None, warmup_steps: int | None) -> Plan:
     horizon); 5 checks without a 1 % improvement trigger a cut, with hysteresis and a
     2-check cooldown.
     """
-    from cadence.controllers.plateau import Plateau
-
     w = warmup_steps or 0
     every = max(1, total_steps // 100) if total_steps else 50
     ctrl = Plateau(
@@ -149,8 +134,6 @@ def _adapted_constant(controller: Any, warmup_steps: int | None) -> Plan:
 def clara(total_steps: int | None, warmup_steps: int | None) -> Plan:
     """Constant lr (optional warmup) adapted every step by CLARA from the path length of
     the optimizer's own updates (see ``cadence.controllers.clara``); no horizon needed."""
-    from cadence.controllers.clara import ClaraController
-
     return _adapted_constant(ClaraController(), warmup_steps)
 
 
@@ -158,25 +141,44 @@ def clara(total_steps: int | None, warmup_steps: int | None) -> Plan:
 def hypergradient(total_steps: int | None, warmup_steps: int | None) -> Plan:
     """Constant lr (optional warmup) adapted every step by the multiplicative hypergradient
     rule (SGD-HD / Adam-HD, see ``cadence.controllers.hypergradient``)."""
-    from cadence.controllers.hypergradient import HypergradientController
-
     return _adapted_constant(HypergradientController(), warmup_steps)
+
+
+#: Absolute lr range of ``auto``. The Regime's default range is relative to the user's lr
+#: (×1e-6 … ×10), which would stop a 1e-5 start from reaching the scale-aware lr; ``auto``
+#: exists to make that start irrelevant, so its range is absolute and wide.
+AUTO_LR_BOUNDS = (1e-7, 10.0)
 
 
 @register_preset("auto")
 def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
-    """The zero-tuning default. For now ``"cosine"`` when ``total_steps`` is known, else
-    ``"plateau"`` (``cadence.controllers.auto`` replaces it by registering its own
-    ``"auto"`` preset)."""
-    if total_steps is None:
-        return plateau(total_steps, warmup_steps)
-    return cosine(total_steps, warmup_steps)
+    """The zero-tuning default: scale-aware start + warmup + cosine + guard + drift response.
+
+    1. ``scale`` replaces an implausible initial lr (more than 3× off) by the scale-aware
+       default at step 0 (``cadence.controllers.scale``; the optimizer family is inferred
+       from the groups' knobs, the size from ``Context.num_params``);
+    2. a linear warmup (5 % of the run) and a cosine decay to 0, the oracle's own shape
+       (without ``total_steps``: warmup, then constant with ``plateau`` cuts);
+    3. the Regime's guard; 4. ``drift_response``, a staged re-warm after a distribution
+       shift. The lr is bounded absolutely by ``AUTO_LR_BOUNDS``. Measured numbers are in
+       docs/auto.md.
+    """
+    controllers: list[Any] = [ScaleAware(optimizer_kind="infer"), DriftResponse()]
+    if total_steps:
+        w = default_warmup(total_steps, warmup_steps)
+        schedule = warmup_cosine_schedule(total_steps, w)
+    else:
+        w = warmup_steps or 0
+        schedule = warmup_constant_schedule(w)
+        controllers += plateau(None, warmup_steps).controllers
+    return Plan(schedule, controllers, ["drift"],
+                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}})
 
 
 __all__ = [
     "DEFAULT_WARMUP_FRACTION",
     "PRESETS",
-    "PRESET_PROVIDERS",
+    "AUTO_LR_BOUNDS",
     "Plan",
     "default_warmup",
     "register_preset",

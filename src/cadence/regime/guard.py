@@ -29,7 +29,7 @@ import math
 from collections import deque
 from typing import Any
 
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.protocol import Proposal, Signals
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -40,6 +40,9 @@ class GuardError(RuntimeError):
 
 class Guard:
     """Skip / rollback / cool-down / gradual re-introduction, plus adaptive clipping.
+
+    Not a controller: the Regime asks it for a verdict before any controller runs, and
+    only it may bypass the arbiter's per-step clamp (its lr cut is urgent).
 
     Args:
         spike_threshold: robust z-score of the loss above which a step is a spike.
@@ -132,7 +135,7 @@ class Guard:
         self.verify_after_rollback = False  # is the next loss the restored weights' first?
 
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, for ``config.json``."""
+        """Constructor arguments, for ``config.json`` (``Guard(**config)`` rebuilds it)."""
         keys = (
             "spike_threshold",
             "spike_window",
@@ -254,16 +257,16 @@ class Guard:
             reason=f"rolled back: lr x{self.lr_cut:g}, given back over {self.reintro_steps} steps",
         )
 
-    # -- controller protocol ------------------------------------------------------------------
-    def propose(self, signals: Signals, context: Context) -> list[Proposal]:
-        """Gradual re-introduction of lr cut by rollbacks."""
-        if self.owed <= 1.0 + 1e-12 or self.reintro_steps == 0 or context.step < self.next_reintro:
+    # -- re-introduction ----------------------------------------------------------------------
+    def reintroduce(self, step: int) -> list[Proposal]:
+        """The next factor of the lr cut by rollbacks to give back, when one is due."""
+        if self.owed <= 1.0 + 1e-12 or self.reintro_steps == 0 or step < self.next_reintro:
             return []
         f = min(self.reintro_factor, self.owed)
         self.owed /= f
         if self.owed < 1.0 + 1e-9:
             self.owed = 1.0
-        self.next_reintro = context.step + self.reintro_every
+        self.next_reintro = step + self.reintro_every
         return [
             Proposal(
                 "lr",
@@ -320,7 +323,5 @@ def _median(sorted_xs: list[float]) -> float:
     mid = n // 2
     return sorted_xs[mid] if n % 2 else 0.5 * (sorted_xs[mid - 1] + sorted_xs[mid])
 
-
-CONTROLLERS.register("guard")(Guard)
 
 __all__ = ["Guard", "GuardError"]

@@ -1,0 +1,155 @@
+"""Measuring one step: the loss, the one global gradient norm, and the signals due.
+
+The loss, the gradient norm (shared by the guard and clipping) and, with gradient
+accumulation, the micro-batch norms reach the host in one transfer; the signals due at
+this step then measure, and their raw values are averaged over ranks in one collective,
+so every rank decides from the same numbers. ``derive`` runs the signals' ``update`` only
+on steps the guard found healthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cadence.protocol import MeasureContext, Signal
+from cadence.regime import distributed
+from cadence.signals.core import global_grad_norm
+
+
+@dataclass
+class Measurement:
+    """One step's measurements: host numbers for decisions, tensors for clipping."""
+
+    step: int
+    loss: float
+    grad_norm: float
+    norm_tensor: torch.Tensor
+    grads: list[torch.Tensor]
+    raw: dict[str, float]          # the due signals' measurements, averaged over ranks
+    due: list[Signal]
+    context: MeasureContext
+
+
+class Measurer:
+    """Owns the signals and the micro-batch bookkeeping of gradient accumulation."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, names: list[str], signals: list[Signal],
+        accumulation_steps: int,
+    ) -> None:
+        self.optimizer = optimizer
+        self.signals = signals
+        self.accumulation_steps = accumulation_steps
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.params_by_group = {
+            n: [p for p in g["params"] if p.requires_grad]
+            for n, g in zip(names, optimizer.param_groups, strict=True)
+        }
+        self._every = [(s, max(1, int(s.every))) for s in signals]
+        self._after = {id(s) for s in signals if type(s).after_step is not Signal.after_step}
+        self.micro = 0
+        self._losses: list[torch.Tensor] = []
+        self._micro_norms: list[torch.Tensor] = []
+        self._prev_grads: list[torch.Tensor] | None = None
+        self._prev_params: list[torch.Tensor] | None = None
+
+    # -- micro-batches ------------------------------------------------------------------------
+    def add_micro_batch(self, loss: torch.Tensor) -> bool:
+        """Record one micro-batch's loss; ``True`` when a real update is due."""
+        self._losses.append(loss.detach())
+        if self.accumulation_steps > 1:
+            self._track_micro_norm()
+        self.micro += 1
+        if self.micro < self.accumulation_steps:
+            return False
+        self.micro = 0
+        return True
+
+    def reset(self) -> None:
+        """Forget the micro-batches of the current update (after it, or after a resume)."""
+        self.micro, self._losses, self._micro_norms = 0, [], []
+
+    def grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        params = [p for p in self.params if p.grad is not None]
+        return params, [p.grad for p in params]  # type: ignore[misc]
+
+    def _track_micro_norm(self) -> None:
+        """Norm of this micro-batch's gradient increment (for the noise signals): one
+        buffer per gradient, allocated once, holds the previous accumulated gradient."""
+        params, grads = self.grads()
+        if not grads:
+            return
+        prev = self._prev_params
+        same = (
+            prev is not None
+            and len(params) == len(prev)
+            and all(a is b for a, b in zip(params, prev, strict=True))
+        )
+        if self.micro == 0 or not same or self._prev_grads is None:
+            self._micro_norms.append(global_grad_norm(grads))
+        else:
+            self._micro_norms.append(global_grad_norm(torch._foreach_sub(grads, self._prev_grads)))
+        if self.micro == self.accumulation_steps - 1:
+            return  # the real step follows; no increment to take after it
+        if same and self._prev_grads is not None:
+            torch._foreach_copy_(self._prev_grads, grads)
+        else:
+            self._prev_grads = [g.detach().clone() for g in grads]
+            self._prev_params = params
+
+    # -- one update ---------------------------------------------------------------------------
+    def measure(self, step: int, closure: Callable[[], Any] | None) -> Measurement:
+        """Loss, gradient norm and the due signals' raw values (one host transfer)."""
+        _, grads = self.grads()
+        if not grads:
+            raise RuntimeError(
+                "regime.step(loss) found no gradients: call loss.backward() before "
+                "regime.step(loss), and check that the optimizer holds the model's parameters"
+            )
+        losses = self._losses
+        loss_t = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        norm_t = global_grad_norm(grads)
+        dev = norm_t.device
+        host = torch.stack(
+            [loss_t.to(dev, torch.float32), norm_t, *[n.to(dev) for n in self._micro_norms]]
+        ).tolist()
+        self.reset()
+        ctx = MeasureContext(
+            step=step,
+            loss=host[0],
+            params_by_group=self.params_by_group,
+            optimizer=self.optimizer,
+            grad_norm=host[1],
+            micro_grad_norms=host[2:],
+            closure=closure,
+        )
+        due = [s for s, every in self._every if step % every == 0]
+        raw: dict[str, Any] = {}
+        for s in due:
+            for k, v in s.measure(ctx).items():
+                if k in raw:
+                    raise ValueError(f"signal {s.name!r} measures key {k!r} already measured")
+                raw[k] = v
+        return Measurement(step, host[0], host[1], norm_t, grads,
+                           distributed.reduce_mean(raw), due, ctx)
+
+    @staticmethod
+    def derive(m: Measurement) -> dict[str, float]:
+        """The due signals' derived values (EMAs, slopes) from the reduced measurements."""
+        out = dict(m.raw)
+        for s in m.due:
+            out.update(s.update(m.raw))
+        return out
+
+    def after_step(self, m: Measurement) -> None:
+        """Let the due signals that look at the update see the parameters after it."""
+        for s in m.due:
+            if id(s) in self._after:
+                s.after_step(m.context)
+
+
+__all__ = ["Measurement", "Measurer"]

@@ -1,0 +1,65 @@
+"""The run folder: the files one run writes, in the format of docs/formats.md.
+
+``config.json`` (the configuration, written once at the start), ``events.jsonl`` (one
+Event per line), ``metrics.jsonl`` (one record per line) and ``snapshot.pt`` (the last
+known-good parameters, optimizer state and regime state, replaced atomically). The
+Regime writes one on rank 0 when given ``log_dir``; the demo writes its plain-torch
+baseline through the same class, so the dashboard reads both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cadence.events import Event, JsonLines, JsonlSink, json_safe
+
+CONFIG_FILE = "config.json"
+EVENTS_FILE = "events.jsonl"
+METRICS_FILE = "metrics.jsonl"
+SNAPSHOT_FILE = "snapshot.pt"
+RUN_FILES: tuple[str, ...] = (CONFIG_FILE, EVENTS_FILE, METRICS_FILE)
+
+
+class RunFolder:
+    """Creates ``path``, writes ``config.json`` and opens the event and metric files."""
+
+    def __init__(self, path: str | os.PathLike[str], config: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"log_dir {str(self.path)!r} exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / CONFIG_FILE).write_text(
+            json.dumps(json_safe(dict(config)), indent=2), encoding="utf-8"
+        )
+        self._events = JsonlSink(self.path / EVENTS_FILE)
+        self._metrics = JsonLines(self.path / METRICS_FILE)
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path / SNAPSHOT_FILE
+
+    def write(self, event: Event) -> None:
+        """Append one event (a :class:`cadence.events.Sink`)."""
+        self._events.write(event)
+
+    def metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one metrics record."""
+        self._metrics.write_dict(dict(record))
+
+    def close(self) -> None:
+        self._events.close()
+        self._metrics.close()
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "EVENTS_FILE",
+    "METRICS_FILE",
+    "RUN_FILES",
+    "SNAPSHOT_FILE",
+    "RunFolder",
+]
