@@ -11,19 +11,10 @@ last rule is the hysteresis that keeps a noisy target from producing up/down/up 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-
-def check_range(name: str, lo: float, hi: float) -> tuple[float, float]:
-    if not (0 < lo <= hi) or not math.isfinite(hi):
-        raise ValueError(f"{name} must satisfy 0 < low <= high < inf, got ({lo!r}, {hi!r})")
-    return float(lo), float(hi)
-
-
-def check_factor(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or not value > 1 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite float > 1, got {value!r}")
-    return float(value)
+from cadence.checks import check_float
 
 
 class Follower:
@@ -35,19 +26,18 @@ class Follower:
 
     def __init__(
         self,
-        bounds: tuple[float, float] = (0.1, 10.0),
+        bounds: Sequence[float] = (0.1, 10.0),
         max_step: float = 1.05,
         deadband: float = 0.03,
         reverse: float = 3.0,
     ) -> None:
-        self.lo, self.hi = check_range("bounds", *bounds)
-        self.max_step = check_factor("max_step", max_step)
-        if not 0 <= deadband < 1:
-            raise ValueError(f"deadband must be in [0, 1), got {deadband!r}")
-        self.deadband = math.log1p(deadband)
-        if reverse < 1:
-            raise ValueError(f"reverse must be >= 1, got {reverse!r}")
-        self.reverse = float(reverse)
+        if len(bounds) != 2:
+            raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}")
+        self.lo = check_float("bounds[0]", bounds[0], 0.0, low_open=True)
+        self.hi = check_float("bounds[1]", bounds[1], self.lo)  # high >= low
+        self.max_step = check_float("max_step", max_step, 1.0, low_open=True)
+        self.deadband = math.log1p(check_float("deadband", deadband, 0.0, 1.0, high_open=True))
+        self.reverse = check_float("reverse", reverse, 1.0)
         self.mult: dict[str, float] = {}
         self.direction: dict[str, int] = {}
         self.moving: dict[str, bool] = {}

@@ -13,16 +13,16 @@ inside ``step()``; here it is one step later (the update of step t is seen at st
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from cadence.optim.clara import DEFAULT_DAMPING
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.checks import check_beta, check_float
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.stats import CLARA_DAMPING
 
 __all__ = ["ClaraController"]
 
 
 @CONTROLLERS.register("clara")
-class ClaraController:
+class ClaraController(Controller):
     """Propose ``lr × exp(d (rho − 1))`` from the ``clara_path`` ratio.
 
     Args:
@@ -35,34 +35,24 @@ class ClaraController:
         name: event source.
     """
 
-    requires: tuple[str, ...] = ("clara_path",)
+    name = "clara"
+    requires = ("clara_path",)
 
     def __init__(
         self,
-        damping: float = DEFAULT_DAMPING,
+        damping: float = CLARA_DAMPING,
         c: float = 0.2,
         beta: float | None = None,
         per_group: bool = False,
         name: str = "clara",
     ) -> None:
-        if not isinstance(damping, (int, float)) or not math.isfinite(damping) or damping < 0:
-            raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
-        if not isinstance(c, (int, float)) or not 0.0 < c <= 1.0:
-            raise ValueError(f"c must be a number in (0, 1], got {c!r}")
-        if beta is not None and not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be None or in [0, 1), got {beta!r}")
         self.name = name
-        self.damping = float(damping)
-        self.c = float(c)
-        self.beta = beta
+        self.damping = check_float("damping", damping, 0.0)
+        self.c = check_float("c", c, 0.0, 1.0, low_open=True)
+        self.beta = None if beta is None else check_beta("beta", beta)
         self.per_group = bool(per_group)
         #: keyword arguments for the signals this controller requires (read by the Regime)
-        self.signal_options: dict[str, dict[str, Any]] = {"clara_path": {"c": self.c,
-                                                                         "beta": beta}}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"damping": self.damping, "c": self.c, "beta": self.beta,
-                "per_group": self.per_group}
+        self.signal_options = {"clara_path": {"c": self.c, "beta": self.beta}}
 
     def _proposal(self, rho: float, group: str | None) -> Proposal:
         factor = math.exp(self.damping * (rho - 1.0))
@@ -81,10 +71,4 @@ class ClaraController:
             rho = signals.get(f"clara_path/{group}")
             if rho is not None and math.isfinite(rho):
                 out.append(self._proposal(rho, group))
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # stateless: the path lives in the clara_path signal
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
+        return out  # stateless: the path lives in the clara_path signal

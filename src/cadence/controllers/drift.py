@@ -20,22 +20,23 @@ event.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from cadence.controllers._follow import Follower, check_factor
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
-from cadence.signals._stats import EmaMoments, check_positive_int
-from cadence.signals.drift import PageHinkley
+from cadence.checks import check_float, check_int
+from cadence.controllers._follow import Follower
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.stats import EmaMoments, PageHinkley
 
 __all__ = ["DriftResponse"]
 
 
 @CONTROLLERS.register("drift_response")
-class DriftResponse:
+class DriftResponse(Controller):
     """Staged lr re-warm (and matching wd rebalance) after a detected shift."""
 
     name = "drift_response"
-    requires: tuple[str, ...] = ("drift",)
+    requires = ("drift",)
 
     def __init__(
         self,
@@ -49,15 +50,13 @@ class DriftResponse:
         metric: str = "val_loss",
         rebalance_wd: bool = True,
     ) -> None:
-        if not 0 < rewarm_to <= 1:
-            raise ValueError(f"rewarm_to must be in (0, 1], got {rewarm_to!r}")
-        self.rewarm_to = float(rewarm_to)
-        self.max_mult = check_factor("max_mult", max_mult)
-        self.stages = check_positive_int("stages", stages)
-        self.stage_steps = check_positive_int("stage_steps", stage_steps)
-        self.hold_steps = int(hold_steps)
-        self.decay_steps = check_positive_int("decay_steps", decay_steps)
-        self.cooldown = int(cooldown)
+        self.rewarm_to = check_float("rewarm_to", rewarm_to, 0.0, 1.0, low_open=True)
+        self.max_mult = check_float("max_mult", max_mult, 1.0, low_open=True)
+        self.stages = check_int("stages", stages)
+        self.stage_steps = check_int("stage_steps", stage_steps)
+        self.hold_steps = check_int("hold_steps", hold_steps, 0)
+        self.decay_steps = check_int("decay_steps", decay_steps)
+        self.cooldown = check_int("cooldown", cooldown, 0)
         self.metric = metric
         self.rebalance_wd = bool(rebalance_wd)
         self.follower = Follower((1.0, self.max_mult), max_step=1.08, deadband=0.005,
@@ -144,7 +143,7 @@ class DriftResponse:
             "seen": self._seen,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.follower.load_state_dict(state["follower"])
         self._start, self._peak = state["start"], float(state["peak"])
         self._trigger, self._last_end = str(state["trigger"]), int(state["last_end"])

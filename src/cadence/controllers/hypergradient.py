@@ -13,9 +13,9 @@ gradient against Adam's previous direction).
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.checks import check_float
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
 
 __all__ = ["HypergradientController", "multiplicative_factor"]
 
@@ -28,7 +28,7 @@ def multiplicative_factor(cosine: float, hyper_lr: float) -> float:
 
 
 @CONTROLLERS.register("hypergradient")
-class HypergradientController:
+class HypergradientController(Controller):
     """Propose ``lr × (1 + β cos(g_t, −Δθ_{t−1}))`` each step.
 
     Args:
@@ -38,18 +38,14 @@ class HypergradientController:
         name: event source.
     """
 
-    requires: tuple[str, ...] = ("update_alignment",)
+    name = "hypergradient"
+    requires = ("update_alignment",)
 
     def __init__(self, hyper_lr: float = 0.02, per_group: bool = False,
                  name: str = "hypergradient") -> None:
-        if not isinstance(hyper_lr, (int, float)) or not 0.0 <= hyper_lr < 1.0:
-            raise ValueError(f"hyper_lr must be a number in [0, 1), got {hyper_lr!r}")
         self.name = name
-        self.hyper_lr = float(hyper_lr)
+        self.hyper_lr = check_float("hyper_lr", hyper_lr, 0.0, 1.0, high_open=True)
         self.per_group = bool(per_group)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"hyper_lr": self.hyper_lr, "per_group": self.per_group}
 
     def _proposal(self, cosine: float, group: str | None) -> Proposal:
         factor = multiplicative_factor(cosine, self.hyper_lr)
@@ -64,9 +60,3 @@ class HypergradientController:
             return [self._proposal(signals.get("update_alignment", 0.0), None)]
         return [self._proposal(signals[f"update_alignment/{g}"], g)
                 for g in context.group_names() if f"update_alignment/{g}" in signals]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
-from cadence.controllers._follow import Follower, check_factor, fmt
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
-from cadence.signals._stats import check_beta, check_positive_int
+from cadence.checks import check_beta, check_float, check_int
+from cadence.controllers._follow import Follower, fmt
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.stats import median
 
 __all__ = ["LayerwiseLR"]
 
@@ -34,7 +36,7 @@ _MODES = {"trust": ("update_ratio", "update_ratio.rel/"), "grad": ("grad_norms",
 
 
 @CONTROLLERS.register("layerwise")
-class LayerwiseLR:
+class LayerwiseLR(Controller):
     """Per-group lr multipliers from group statistics, with bounded spread and a fallback.
 
     Parameters: ``mode`` ("trust" or "grad"), ``alpha`` (strength, 0.5), ``max_spread`` (4.0),
@@ -60,23 +62,20 @@ class LayerwiseLR:
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
         if metric_mode not in ("min", "max"):
             raise ValueError(f"metric_mode must be 'min' or 'max', got {metric_mode!r}")
-        if not tol >= 0:
-            raise ValueError(f"tol must be >= 0, got {tol!r}")
         self.mode = mode
-        self.requires: tuple[str, ...] = (_MODES[mode][0],)
+        self.requires = (_MODES[mode][0],)
         self._prefix = _MODES[mode][1]
-        self.alpha = float(alpha)
-        self.max_spread = check_factor("max_spread", max_spread)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0, low_open=True)
+        self.max_spread = check_float("max_spread", max_spread, 1.0, low_open=True)
         half = math.sqrt(self.max_spread)
         self.follower = Follower((1.0 / half, half), max_step=max_step, deadband=0.03)
         self.beta = check_beta("beta", beta)
-        self.metric, self.metric_mode, self.tol = metric, metric_mode, float(tol)
-        self.patience = check_positive_int("patience", patience)
-        self.start_step = int(start_step)
+        self.metric, self.metric_mode = metric, metric_mode
+        self.tol = check_float("tol", tol, 0.0)
+        self.patience = check_int("patience", patience)
+        self.start_step = check_int("start_step", start_step, 0)
         self._log_stat: dict[str, float] = {}
         self._ref: float | None = None
         self._enabled = False
@@ -122,7 +121,7 @@ class LayerwiseLR:
         if len(stats) < 2:
             return []
         if self.mode == "grad":  # make it relative to the median group
-            med = statistics.median(stats.values())
+            med = median(stats.values())
             stats = {k: v / med for k, v in stats.items()}
         for k, v in stats.items():
             prev = self._log_stat.get(k)
@@ -166,7 +165,7 @@ class LayerwiseLR:
             "seen_metrics_step": self._seen_metrics_step, "fallen_back": self.fallen_back,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.follower.load_state_dict(state["follower"])
         self._log_stat = dict(state["log_stat"])
         self._ref = state["ref"]

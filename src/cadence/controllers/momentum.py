@@ -13,21 +13,21 @@ Groups without momentum (plain SGD, Adagrad, base momentum 0) are left alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from cadence.controllers._follow import check_factor
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
-from cadence.signals._stats import check_positive_int
+from cadence.checks import check_float, check_int
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
 
 __all__ = ["MomentumControl"]
 
 
 @CONTROLLERS.register("momentum")
-class MomentumControl:
+class MomentumControl(Controller):
     """Adjust momentum/β1 from the alignment of consecutive gradients (bounded, hysteretic)."""
 
     name = "momentum"
-    requires: tuple[str, ...] = ("grad_alignment",)
+    requires = ("grad_alignment",)
 
     def __init__(
         self,
@@ -41,9 +41,9 @@ class MomentumControl:
         if not -1 <= low < high <= 1:
             raise ValueError(f"need -1 <= low < high <= 1, got low={low!r}, high={high!r}")
         self.low, self.high = float(low), float(high)
-        self.patience = check_positive_int("patience", patience)
-        self.step = check_factor("step", step)
-        self.range = check_factor("range", range)
+        self.patience = check_int("patience", patience)
+        self.step = check_float("step", step, 1.0, low_open=True)
+        self.range = check_float("range", range, 1.0, low_open=True)
         self.saturation_limit = float(saturation_limit)
         self._mode = 0
         self._band = 0
@@ -99,7 +99,7 @@ class MomentumControl:
         return {"mode": self._mode, "band": self._band, "run": self._run,
                 "target": dict(self._target)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._mode, self._band, self._run = int(state["mode"]), int(state["band"]), int(
             state["run"])
         self._target = {k: float(v) for k, v in state["target"].items()}

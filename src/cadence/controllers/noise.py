@@ -9,17 +9,19 @@ gradient is noisier than usual, and (if the upper bound allows) above 1 when cle
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from cadence.checks import check_beta
 from cadence.controllers._follow import Follower, fmt
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
-from cadence.signals._stats import Ema, check_beta
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.stats import Ema
 
 __all__ = ["NoiseAdaptiveLR"]
 
 
 @CONTROLLERS.register("noise_lr")
-class NoiseAdaptiveLR:
+class NoiseAdaptiveLR(Controller):
     """Scale every group's lr by ``(1 + s_ref)/(1 + s)``, smoothed and bounded.
 
     Parameters: ``bounds`` on this controller's own lr multiplier (default 0.3–1.0: it only
@@ -29,7 +31,7 @@ class NoiseAdaptiveLR:
     """
 
     name = "noise_lr"
-    requires: tuple[str, ...] = ("grad_noise",)
+    requires = ("grad_noise",)
 
     def __init__(
         self,
@@ -65,6 +67,6 @@ class NoiseAdaptiveLR:
     def state_dict(self) -> dict[str, Any]:
         return {"follower": self.follower.state_dict(), "target": self._target.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.follower.load_state_dict(state["follower"])
         self._target.load_state_dict(state["target"])

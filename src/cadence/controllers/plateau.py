@@ -23,10 +23,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.checks import check_float, check_int
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
 
 
-class Plateau:
+class Plateau(Controller):
     """Reduce-on-plateau as a Regime controller (see the module docstring).
 
     Args:
@@ -70,37 +71,27 @@ class Plateau:
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        for arg, val in (
-            ("patience", patience),
-            ("cooldown", cooldown),
-            ("max_nudges", max_nudges),
-        ):
-            if not isinstance(val, int) or val < 0:
-                raise ValueError(f"{arg} must be an int >= 0, got {val!r}")
-        if not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
-        if threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold!r}")
-        if hysteresis < 1.0:
-            raise ValueError(f"hysteresis must be >= 1, got {hysteresis!r}")
-        if nudge_factor is not None and not nudge_factor > 1.0:
-            raise ValueError(f"nudge_factor must be > 1 or None, got {nudge_factor!r}")
+        check_float("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        check_float("threshold", threshold, 0.0)
+        check_float("hysteresis", hysteresis, 1.0)
+        if nudge_factor is not None:
+            check_float("nudge_factor", nudge_factor, 1.0, low_open=True)
         self.monitor = monitor
         self.mode = mode
         self.factor = factor
-        self.patience = patience
+        self.patience = check_int("patience", patience, 0)
         self.threshold = threshold
         self.threshold_mode = threshold_mode
-        self.cooldown = cooldown
-        self.min_lr = min_lr
+        self.cooldown = check_int("cooldown", cooldown, 0)
+        self.min_lr = dict(min_lr) if isinstance(min_lr, Mapping) else check_float(
+            "min_lr", min_lr, 0.0)
         self.eps = eps
-        self.check_every = check_every
+        self.check_every = check_int("check_every", check_every)
         self.hysteresis = hysteresis
         self.nudge_factor = nudge_factor
-        self.nudge_patience = nudge_patience if nudge_patience is not None else 3 * patience
-        self.max_nudges = max_nudges
+        self.nudge_patience = (3 * patience if nudge_patience is None
+                               else check_int("nudge_patience", nudge_patience, 0))
+        self.max_nudges = check_int("max_nudges", max_nudges, 0)
         # state
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad = 0
@@ -109,29 +100,6 @@ class Plateau:
         self.nudges = 0
         self.checks = 0
         self.last_metrics_step: int | None = None
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, for ``config.json``."""
-        keys = (
-            "monitor",
-            "mode",
-            "factor",
-            "patience",
-            "threshold",
-            "threshold_mode",
-            "cooldown",
-            "min_lr",
-            "eps",
-            "check_every",
-            "hysteresis",
-            "nudge_factor",
-            "nudge_patience",
-            "max_nudges",
-        )
-        cfg = {k: getattr(self, k) for k in keys}
-        if isinstance(cfg["min_lr"], Mapping):
-            cfg["min_lr"] = dict(cfg["min_lr"])
-        return cfg
 
     # -- decision -----------------------------------------------------------------------------
     def is_better(self, a: float, best: float, threshold: float) -> bool:
@@ -236,7 +204,7 @@ class Plateau:
             "last_metrics_step": self.last_metrics_step,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best = float(state["best"])
         self.num_bad = int(state["num_bad"])
         self.cooldown_counter = int(state["cooldown_counter"])

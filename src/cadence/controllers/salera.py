@@ -11,16 +11,18 @@ drop-in ``cadence.optim.SALeRA`` does both itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from cadence.optim.salera import PageHinkley
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.checks import check_float
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.stats import SaleraPageHinkley
 
 __all__ = ["SaleraController"]
 
 
 @CONTROLLERS.register("salera")
-class SaleraController:
+class SaleraController(Controller):
     """Per-group ALeRA factors plus a Page-Hinkley halving on loss jumps.
 
     Args:
@@ -30,23 +32,18 @@ class SaleraController:
         name: event source.
     """
 
-    requires: tuple[str, ...] = ("salera_path", "loss")
+    name = "salera"
+    requires = ("salera_path", "loss")
 
     def __init__(self, adapt_rate: float = 1e-4, alpha: float = 0.01,
                  ph_threshold: float | None = None, ph_rate: float = 0.01,
                  name: str = "salera") -> None:
-        if not isinstance(adapt_rate, (int, float)) or not adapt_rate >= 0:
-            raise ValueError(f"adapt_rate must be a number >= 0, got {adapt_rate!r}")
         self.name = name
-        self.adapt_rate = float(adapt_rate)
-        self.alpha = alpha
-        self.detector = PageHinkley(ph_threshold, ph_rate)
+        self.adapt_rate = check_float("adapt_rate", adapt_rate, 0.0)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0, low_open=True)
+        self.detector = SaleraPageHinkley(ph_threshold, ph_rate)  # learns its threshold
         self.alarms = 0
-        self.signal_options: dict[str, dict[str, Any]] = {"salera_path": {"alpha": alpha}}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"adapt_rate": self.adapt_rate, "alpha": self.alpha,
-                "ph_threshold": self.detector.threshold, "ph_rate": self.detector.rate}
+        self.signal_options = {"salera_path": {"alpha": self.alpha}}
 
     def propose(self, signals: Signals, context: Context) -> list[Proposal]:
         loss = signals.get("loss")
@@ -68,6 +65,6 @@ class SaleraController:
     def state_dict(self) -> dict[str, Any]:
         return {"page_hinkley": self.detector.state_dict(), "alarms": self.alarms}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.detector.load_state_dict(state["page_hinkley"])
         self.alarms = int(state["alarms"])

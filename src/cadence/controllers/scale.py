@@ -31,14 +31,15 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from cadence.checks import check_float
 from cadence.controllers._follow import fmt
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
 
 __all__ = [
     "ScaleDefaults", "ScaleAware", "estimate_fan_in", "lr_range_test", "scale_defaults",
@@ -162,7 +163,7 @@ def width_multipliers(optimizer: torch.optim.Optimizer, base_fan_in: float | Non
 
 
 @CONTROLLERS.register("scale")
-class ScaleAware:
+class ScaleAware(Controller):
     """Replace the initial lr (and weight decay) by the scale-aware defaults, once, at step 0.
 
     Proposes ``lr`` ×(target / base lr) for every group and, for decoupled optimizers, the
@@ -174,7 +175,6 @@ class ScaleAware:
     """
 
     name = "scale"
-    requires: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -187,10 +187,8 @@ class ScaleAware:
         self.optimizer_kind = optimizer_kind
         if optimizer_kind != "infer":
             _kind(optimizer_kind)
-        self.fan_in = fan_in
-        if not trust >= 1:
-            raise ValueError(f"trust must be >= 1, got {trust!r}")
-        self.trust = float(trust)
+        self.fan_in = None if fan_in is None else check_float("fan_in", fan_in, 1.0)
+        self.trust = check_float("trust", trust, 1.0)
         self.set_weight_decay = bool(set_weight_decay)
         self.urgent = bool(urgent)
         self.done = False
@@ -227,7 +225,7 @@ class ScaleAware:
     def state_dict(self) -> dict[str, Any]:
         return {"done": self.done}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.done = bool(state["done"])
 
 

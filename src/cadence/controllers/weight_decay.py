@@ -17,21 +17,22 @@ Groups with base weight decay 0 (biases, norms) are never touched.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from cadence.controllers._follow import check_factor, fmt
-from cadence.protocol import CONTROLLERS, Context, Proposal, Signals
-from cadence.signals._stats import check_positive_int
+from cadence.checks import check_float, check_int
+from cadence.controllers._follow import fmt
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
 
 __all__ = ["WeightDecayControl"]
 
 
 @CONTROLLERS.register("weight_decay")
-class WeightDecayControl:
+class WeightDecayControl(Controller):
     """Propose per-group weight-decay values from lr coupling and the train/val gap."""
 
     name = "weight_decay"
-    requires: tuple[str, ...] = ("loss_trend",)
+    requires = ("loss_trend",)
 
     def __init__(
         self,
@@ -46,14 +47,13 @@ class WeightDecayControl:
     ) -> None:
         self.couple = bool(couple)
         self.metric = metric
-        if not widen > 0:
-            raise ValueError(f"widen must be > 0, got {widen!r}")
-        self.widen = float(widen)
-        self.patience = check_positive_int("patience", patience)
-        self.raise_factor = check_factor("raise_factor", raise_factor)
-        self.max_gap_mult = check_factor("max_gap_mult", max_gap_mult)
-        self.coupling_range = check_factor("coupling_range", coupling_range)
-        self.rel_tol = float(rel_tol)
+        self.widen = check_float("widen", widen, 0.0, low_open=True)
+        self.patience = check_int("patience", patience)
+        self.raise_factor = check_float("raise_factor", raise_factor, 1.0, low_open=True)
+        self.max_gap_mult = check_float("max_gap_mult", max_gap_mult, 1.0, low_open=True)
+        self.coupling_range = check_float("coupling_range", coupling_range, 1.0,
+                                          low_open=True)
+        self.rel_tol = check_float("rel_tol", rel_tol, 0.0)
         self.gap_mult = 1.0
         self._baseline: float | None = None
         self._wide = 0
@@ -125,7 +125,7 @@ class WeightDecayControl:
         return {"gap_mult": self.gap_mult, "baseline": self._baseline, "wide": self._wide,
                 "seen": self._seen, "reason": self._last_gap_reason}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.gap_mult = float(state["gap_mult"])
         self._baseline = state["baseline"]
         self._wide = int(state["wide"])

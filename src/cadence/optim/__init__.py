@@ -5,8 +5,9 @@
 ``cadence.optim.reference`` holds plain float64 transcriptions of the CLARA equations.
 """
 
-from cadence.optim.clara import VARIANTS, ClaraAdam, ClaraSGD, random_walk_std, reference_mu
+from cadence.optim.clara import VARIANTS, ClaraAdam, ClaraSGD
 from cadence.optim.salera import PageHinkley, SALeRA
+from cadence.stats import random_walk_std, reference_mu
 
 __all__ = ["ClaraSGD", "ClaraAdam", "SALeRA", "PageHinkley", "reference_mu", "random_walk_std",
            "VARIANTS"]

@@ -24,64 +24,23 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from cadence.checks import check_beta, check_float
+from cadence.stats import CLARA_DAMPING, random_walk_std, reference_mu
+
 __all__ = ["ClaraSGD", "ClaraAdam", "reference_mu", "random_walk_std", "VARIANTS"]
 
 #: ``"adapted"``: the usual SGD/Adam step with the adapted lr; ``"unit"``: every tensor
 #: moves by exactly ``lr`` along its unit-normalised step direction.
 VARIANTS: tuple[str, ...] = ("adapted", "unit")
 
-#: Default damping (gain of the log-lr update): the value used in every run of the paper.
-DEFAULT_DAMPING = 1e-3
-
-
-def reference_mu(c: float, beta: float = 0.0) -> float:
-    """Expected ``|p|^2`` of one tensor's path when the step directions come from pure noise.
-
-    Steps that average i.i.d. gradients with coefficient ``beta`` (heavy-ball momentum or
-    Adam's beta1) have lag-``l`` cosine ``beta**l``; summing the discounted correlations
-    gives ``c/(2-c) * (1 + (1-c) beta) / (1 - (1-c) beta)``. ``beta=0`` is the SGD value
-    ``c/(2-c)``. For Adam this assumes a slowly varying second moment (beta2 near 1).
-    """
-    _check_unit_interval("c", c, closed_right=True)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    a = 1.0 - c
-    return c / (2.0 - c) * (1.0 + a * beta) / (1.0 - a * beta)
-
-
-def random_walk_std(c: float, n: int) -> float:
-    """Standard deviation of ``|p|^2`` for i.i.d. random unit steps in ``n`` dimensions.
-
-    ``2 a mu / sqrt((1 + a^2) n)`` with ``a = 1 - c`` (the reference code's sigma is smaller
-    by a factor sqrt(2)). Useful to size the damping: ``d`` of a few sigma keeps the
-    log-lr random walk on pure noise small.
-    """
-    _check_unit_interval("c", c, closed_right=True)
-    if n < 1:
-        raise ValueError(f"n must be a positive number of scalars, got {n!r}")
-    a = 1.0 - c
-    return 2.0 * a * reference_mu(c) / math.sqrt((1.0 + a * a) * n)
-
-
-def _check_unit_interval(name: str, value: float, *, closed_right: bool = False) -> None:
-    ok = 0.0 < value <= 1.0 if closed_right else 0.0 <= value < 1.0
-    if not isinstance(value, (int, float)) or not ok:
-        interval = "(0, 1]" if closed_right else "[0, 1)"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-
-
 def _check_common(lr: float, c: float, damping: float | None, variant: str, wd: float) -> float:
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
-    _check_unit_interval("c", c, closed_right=True)
-    d = DEFAULT_DAMPING if damping is None else damping
-    if not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-        raise ValueError(f"damping must be a finite number >= 0 or None, got {damping!r}")
+    check_float("lr", lr, 0.0)
+    check_float("c", c, 0.0, 1.0, low_open=True)
+    d = check_float("damping", CLARA_DAMPING if damping is None else damping, 0.0)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {wd!r}")
-    return float(d)
+    check_float("weight_decay", wd, 0.0)
+    return d
 
 
 class _Clara(Optimizer):
@@ -184,7 +143,7 @@ class ClaraSGD(_Clara):
         variant: str = "adapted",
     ) -> None:
         d = _check_common(lr, c, damping, variant, weight_decay)
-        _check_unit_interval("momentum", momentum)
+        check_beta("momentum", momentum)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, c=c, damping=d,
                         variant=variant)
         super().__init__(params, defaults)
@@ -234,10 +193,9 @@ class ClaraAdam(_Clara):
         d = _check_common(lr, c, damping, variant, weight_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        _check_unit_interval("betas[0]", betas[0])
-        _check_unit_interval("betas[1]", betas[1])
-        if not isinstance(eps, (int, float)) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        check_beta("betas[0]", betas[0])
+        check_beta("betas[1]", betas[1])
+        check_float("eps", eps, 0.0)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, c=c,
                         damping=d, variant=variant, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)

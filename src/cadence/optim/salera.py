@@ -18,62 +18,14 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from cadence.checks import check_float
+from cadence.stats import SaleraPageHinkley, alera_reference, alera_zscore
+
 __all__ = ["SALeRA", "PageHinkley", "alera_reference"]
 
 
-def alera_reference(alpha: float, t: int) -> float:
-    """Expected ``|p|²`` after ``t`` i.i.d. random unit steps of the path with rate ``alpha``."""
-    return alpha / (2.0 - alpha) * (1.0 - (1.0 - alpha) ** (2 * t))
-
-
-class PageHinkley:
-    """Page-Hinkley test for an upward jump of a noisy loss stream.
-
-    The loss is first relaxed (running mean for the first ``1/rate`` values, then an EMA of
-    rate ``rate``). With ``m`` the running mean of the relaxed loss, ``U += relaxed − m``
-    and ``M = min(M, U)``; an alarm fires when ``U − M > threshold``. A non-finite loss
-    alarms at once. ``threshold=None`` uses 0.1 × |first loss|, as the authors' code.
-    """
-
-    def __init__(self, threshold: float | None = None, rate: float = 0.01) -> None:
-        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be None or a finite number > 0, got {threshold!r}")
-        if not 0.0 < rate <= 1.0:
-            raise ValueError(f"rate must be in (0, 1], got {rate!r}")
-        self.threshold = threshold
-        self.rate = rate
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream (after an alarm); the threshold is kept."""
-        self.count = 0
-        self.relaxed = 0.0
-        self.mean = 0.0
-        self.cusum = 0.0
-        self.minimum = 0.0
-
-    def update(self, loss: float) -> bool:
-        """Fold in one loss value; True when a jump is detected."""
-        loss = float(loss)
-        if not math.isfinite(loss):
-            return True
-        if self.threshold is None:
-            self.threshold = 0.1 * abs(loss) if loss != 0 else 1e-3
-        self.count += 1
-        weight = max(1.0 / self.count, self.rate)
-        self.relaxed += weight * (loss - self.relaxed)
-        self.mean += (self.relaxed - self.mean) / self.count
-        self.cusum += self.relaxed - self.mean
-        self.minimum = min(self.minimum, self.cusum)
-        return self.cusum - self.minimum > self.threshold
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in
-                ("threshold", "rate", "count", "relaxed", "mean", "cusum", "minimum")}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+#: The SALeRA safeguard, under the name this module has always exported.
+PageHinkley = SaleraPageHinkley
 
 
 class SALeRA(Optimizer):
@@ -104,17 +56,13 @@ class SALeRA(Optimizer):
         ph_threshold: float | None = None,
         ph_rate: float = 0.01,
     ) -> None:
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-        if not (math.isfinite(adapt_rate) and adapt_rate >= 0):
-            raise ValueError(f"adapt_rate must be a finite number >= 0, got {adapt_rate!r}")
-        if not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        check_float("lr", lr, 0.0, low_open=True)
+        check_float("alpha", alpha, 0.0, 1.0, low_open=True)
+        check_float("adapt_rate", adapt_rate, 0.0)
+        check_float("weight_decay", weight_decay, 0.0)
         defaults = dict(lr=lr, alpha=alpha, adapt_rate=adapt_rate, weight_decay=weight_decay)
         super().__init__(params, defaults)
-        self.detector = PageHinkley(ph_threshold, ph_rate)
+        self.detector = SaleraPageHinkley(ph_threshold, ph_rate)
         self.alarms = 0
 
     @torch.no_grad()
@@ -160,7 +108,7 @@ class SALeRA(Optimizer):
             sq += float(torch.sum(path.double() ** 2))
         group["alera_steps"] = group.get("alera_steps", 0) + 1
         n = sum(p.numel() for p in params)
-        z = (sq - alera_reference(alpha, group["alera_steps"])) / (alpha / math.sqrt(n))
+        z = alera_zscore(sq, alpha, group["alera_steps"], n)
         group["lr"] = group["lr"] * math.exp(group["adapt_rate"] * z)
 
     def _back_off(self) -> None:

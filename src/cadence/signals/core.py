@@ -9,12 +9,13 @@ NaN step never reaches the EMAs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from cadence.protocol import SIGNALS, MeasureContext
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.stats import Ema
 
 
 def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -38,27 +39,7 @@ def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
 
 
-class _Ema:
-    """Bias-corrected exponential moving average."""
-
-    def __init__(self, beta: float) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"EMA beta must be in [0, 1), got {beta!r}")
-        self.beta = beta
-        self.m = 0.0
-        self.t = 0
-
-    def update(self, x: float) -> float:
-        self.t += 1
-        self.m = self.beta * self.m + (1.0 - self.beta) * x
-        return self.value
-
-    @property
-    def value(self) -> float:
-        return self.m / (1.0 - self.beta**self.t) if self.t else math.nan
-
-
-class LossSignal:
+class LossSignal(Signal):
     """Loss and its short/long bias-corrected EMAs, plus the EMA-difference slope.
 
     On a linear trend an EMA with decay β lags by β/(1−β) steps, so
@@ -69,7 +50,6 @@ class LossSignal:
     """
 
     name = "loss"
-    every = 1
 
     def __init__(self, beta_short: float = 0.9, beta_long: float = 0.99) -> None:
         if not beta_short < beta_long:
@@ -77,11 +57,8 @@ class LossSignal:
                 f"beta_short must be < beta_long, got beta_short={beta_short}, "
                 f"beta_long={beta_long}"
             )
-        self.short = _Ema(beta_short)
-        self.long = _Ema(beta_long)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"beta_short": self.short.beta, "beta_long": self.long.beta}
+        self.short = Ema(beta_short)
+        self.long = Ema(beta_long)
 
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
         return {"loss": ctx.loss}
@@ -94,24 +71,21 @@ class LossSignal:
         return {"loss": x, "loss_ema_short": s, "loss_ema_long": l, "loss_slope": slope}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"short": [self.short.m, self.short.t], "long": [self.long.m, self.long.t]}
+        return {"short": [self.short.raw, self.short.count],
+                "long": [self.long.raw, self.long.count]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.short.m, self.short.t = float(state["short"][0]), int(state["short"][1])
-        self.long.m, self.long.t = float(state["long"][0]), int(state["long"][1])
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.short.raw, self.short.count = float(state["short"][0]), int(state["short"][1])
+        self.long.raw, self.long.count = float(state["long"][0]), int(state["long"][1])
 
 
-class GradNormSignal:
+class GradNormSignal(Signal):
     """The global gradient L2 norm (before clipping), computed once by the Regime.
 
     Keys: ``grad_norm``.
     """
 
     name = "grad_norm"
-    every = 1
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
 
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
         return {"grad_norm": ctx.grad_norm}
@@ -119,14 +93,8 @@ class GradNormSignal:
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         return {"grad_norm": reduced["grad_norm"]}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-
-class NonFiniteSignal:
+class NonFiniteSignal(Signal):
     """1.0 when the loss or the gradient norm is NaN/inf on this rank, else 0.0.
 
     Reduced across ranks by the mean, so any value > 0 means "some rank saw a non-finite
@@ -134,10 +102,6 @@ class NonFiniteSignal:
     """
 
     name = "nonfinite"
-    every = 1
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
 
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
         bad = not (math.isfinite(ctx.loss) and math.isfinite(ctx.grad_norm))
@@ -145,12 +109,6 @@ class NonFiniteSignal:
 
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         return {"nonfinite": reduced.get("nonfinite", 0.0)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 SIGNALS.register("loss")(LossSignal)

@@ -18,25 +18,21 @@ stability": ``ηλ/2`` for GD, ``ηλ/(2 + 2μ)`` with heavy-ball momentum μ,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import (
-    Ema,
-    SignalBase,
-    check_beta,
-    check_positive_int,
-    finite,
-    optimizer_state,
-)
+from cadence.checks import check_beta, check_float, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.signals._stats import optimizer_state
+from cadence.stats import Ema, finite
 
 __all__ = ["SecantCurvature", "HessianEig"]
 
 
 @SIGNALS.register("curvature")
-class SecantCurvature(SignalBase):
+class SecantCurvature(Signal):
     """Secant curvature ``sᵀy / sᵀs`` between sampled steps, per group and overall.
 
     Keys: raw ``curvature.sy/{g}``, ``curvature.ss/{g}`` and derived ``curvature/{g}``,
@@ -47,9 +43,11 @@ class SecantCurvature(SignalBase):
     samples (2× trainable parameters, float32). Sparse gradients are skipped.
     """
 
+    name = "curvature"
+
     def __init__(self, every: int = 10, beta: float = 0.9, name: str = "curvature") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self.beta = check_beta("beta", beta)
         self._prev: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
         self._ema: dict[str, tuple[Ema, Ema]] = {}
@@ -109,7 +107,7 @@ class SecantCurvature(SignalBase):
                      for g, ts in self._prev.items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._ema = {}
         for k, (a, b) in state["ema"].items():
             pair = (Ema(self.beta), Ema(self.beta))
@@ -120,7 +118,7 @@ class SecantCurvature(SignalBase):
 
 
 @SIGNALS.register("hessian_eig")
-class HessianEig(SignalBase):
+class HessianEig(Signal):
     """Top Hessian eigenvalue (learning-rate scaled) by power iteration, every k steps.
 
     Needs ``MeasureContext.closure``: a function that recomputes the loss on a probe batch
@@ -137,6 +135,8 @@ class HessianEig(SignalBase):
     ≈ 2× activations. ``.grad`` fields are left as they were.
     """
 
+    name = "hessian_eig"
+
     def __init__(
         self,
         every: int = 100,
@@ -147,13 +147,11 @@ class HessianEig(SignalBase):
         name: str = "hessian_eig",
     ) -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.iters = check_positive_int("iters", iters)
-        if not tol > 0:
-            raise ValueError(f"tol must be > 0, got {tol!r}")
-        self.tol = float(tol)
+        self.every = check_int("every", every)
+        self.iters = check_int("iters", iters)
+        self.tol = check_float("tol", tol, 0.0, low_open=True)
         self.preconditioned = bool(preconditioned)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0)
         self._vec: list[torch.Tensor] | None = None
         self._last = {f"{name}": 0.0, f"{name}.edge": 0.0, f"{name}.passes": 0.0}
 
@@ -260,6 +258,6 @@ class HessianEig(SignalBase):
         return {"vec": None if self._vec is None else [t.clone() for t in self._vec],
                 "last": dict(self._last)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._vec = state["vec"]
         self._last = dict(state["last"])

@@ -5,130 +5,25 @@ standardised residual of a one-step trend forecast (research notes, B4/B5),
 winsorised to ±``clip_z`` so that one spike cannot raise an alarm alone (spikes are the
 guard's business; drift is a persistent shift of the residual's mean).
 
-``PageHinkley`` and ``Cusum`` are plain scalar detectors usable on any stream (the drift
-controller also runs one on the observed validation metric).
+The detectors ``PageHinkley`` and ``Cusum`` live in ``cadence.stats`` (re-exported here):
+plain scalar detectors usable on any stream (the drift controller also runs one on the
+observed validation metric).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import SignalBase, check_positive_int
+from cadence.checks import check_float, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.stats import Cusum, PageHinkley
 
 __all__ = ["Cusum", "PageHinkley", "LossDrift", "quadratic_forecast"]
-
-
-def _check_pos(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-class Cusum:
-    """Two-sided CUSUM on a standardised stream: ``S⁺ = max(0, S⁺ + x − k)`` (and mirror).
-
-    ``update`` returns +1 (upward shift), −1 (downward) or 0; the statistic resets after an
-    alarm. ``k`` is half the shift to detect in σ units; ``h`` the alarm threshold.
-    """
-
-    def __init__(self, k: float = 0.5, h: float = 5.0, min_instances: int = 30) -> None:
-        self.k = _check_pos("k", k)
-        self.h = _check_pos("h", h)
-        self.min_instances = int(min_instances)
-        self.reset()
-        self.n = 0
-        self.fired_at = 0.0  # the statistic that raised the latest alarm
-
-    def reset(self) -> None:
-        self.pos = 0.0
-        self.neg = 0.0
-
-    @property
-    def statistic(self) -> float:
-        return max(self.pos, self.neg)
-
-    def update(self, x: float) -> int:
-        self.n += 1
-        self.pos = max(0.0, self.pos + x - self.k)
-        self.neg = max(0.0, self.neg - x - self.k)
-        if self.n < self.min_instances:
-            return 0
-        direction = 1 if self.pos > self.h else (-1 if self.neg > self.h else 0)
-        if direction:
-            self.fired_at = self.statistic
-            self.reset()
-        return direction
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"pos": self.pos, "neg": self.neg, "n": self.n}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pos, self.neg, self.n = float(state["pos"]), float(state["neg"]), int(state["n"])
-
-
-class PageHinkley:
-    """Two-sided Page-Hinkley test (river/MOA form, with fading factor ``alpha``).
-
-    ``m⁺ = α m⁺ + (x − x̄ − δ)``, alarm when ``m⁺ − min m⁺ > λ`` (and mirrored for
-    decreases). Defaults suit a standardised stream (δ = 0.5σ, λ = 8σ). ``update`` returns
-    +1, −1 or 0 and restarts the test after an alarm.
-    """
-
-    def __init__(
-        self,
-        delta: float = 0.5,
-        threshold: float = 8.0,
-        alpha: float = 0.9999,
-        min_instances: int = 30,
-    ) -> None:
-        self.delta = float(delta)
-        if self.delta < 0:
-            raise ValueError(f"delta must be >= 0, got {delta!r}")
-        self.threshold = _check_pos("threshold", threshold)
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-        self.alpha = float(alpha)
-        self.min_instances = int(min_instances)
-        self.reset()
-        self.fired_at = 0.0  # the statistic that raised the latest alarm
-
-    def reset(self) -> None:
-        self.n = 0
-        self.mean = 0.0
-        self.up = self.up_min = 0.0
-        self.down = self.down_max = 0.0
-
-    @property
-    def statistic(self) -> float:
-        return max(self.up - self.up_min, self.down_max - self.down)
-
-    def update(self, x: float) -> int:
-        self.n += 1
-        self.mean += (x - self.mean) / self.n
-        self.up = self.alpha * self.up + (x - self.mean - self.delta)
-        self.down = self.alpha * self.down + (x - self.mean + self.delta)
-        self.up_min = min(self.up_min, self.up)
-        self.down_max = max(self.down_max, self.down)
-        if self.n < self.min_instances:
-            return 0
-        if self.statistic > self.threshold:
-            self.fired_at = self.statistic
-            direction = 1 if self.up - self.up_min > self.threshold else -1
-            self.reset()
-            return direction
-        return 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n", "mean", "up", "up_min", "down", "down_max")}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, type(getattr(self, k))(v))
 
 
 def quadratic_forecast(y: np.ndarray) -> tuple[float, float]:
@@ -146,7 +41,7 @@ def quadratic_forecast(y: np.ndarray) -> tuple[float, float]:
 
 
 @SIGNALS.register("drift")
-class LossDrift(SignalBase):
+class LossDrift(Signal):
     """Page-Hinkley and CUSUM on standardised residuals of the training-loss trend.
 
     Each loss is compared with a one-step forecast from a least-squares quadratic over the
@@ -165,6 +60,8 @@ class LossDrift(SignalBase):
     shift.
     """
 
+    name = "drift"
+
     def __init__(
         self,
         window: int = 50,
@@ -175,11 +72,9 @@ class LossDrift(SignalBase):
         name: str = "drift",
     ) -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.window = check_positive_int("window", window)
-        if window < 10:
-            raise ValueError(f"window must be >= 10, got {window!r}")
-        self.clip_z = _check_pos("clip_z", clip_z)
+        self.every = check_int("every", every)
+        self.window = check_int("window", window, 10)
+        self.clip_z = check_float("clip_z", clip_z, 0.0, low_open=True)
         cusum_args: dict[str, Any] = {"h": 7.0, "min_instances": 0, **(cusum or {})}
         self.cusum = Cusum(**cusum_args)
         ph_args: dict[str, Any] = {"threshold": 10.0, "min_instances": 10, **(page_hinkley or {})}
@@ -220,7 +115,7 @@ class LossDrift(SignalBase):
         return {"buf": list(self._buf), "cusum": self.cusum.state_dict(),
                 "ph": self.ph.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._buf = deque(state["buf"], maxlen=self.window)
         self.cusum.load_state_dict(state["cusum"])
         self.ph.load_state_dict(state["ph"])

@@ -9,28 +9,21 @@ which drives momentum control.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import (
-    Ema,
-    EmaMoments,
-    SignalBase,
-    check_beta,
-    check_positive_int,
-    cosine_table,
-    dense_grad,
-    finite,
-    group_grad_sq_norms,
-)
+from cadence.checks import check_beta, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.signals._stats import cosine_table, dense_grad, group_grad_sq_norms
+from cadence.stats import Ema, EmaMoments, finite
 
 __all__ = ["GradNorms", "GradAlignment"]
 
 
 @SIGNALS.register("grad_norms")
-class GradNorms(SignalBase):
+class GradNorms(Signal):
     """Gradient L2 norm of every group, its EMA mean/std and z-score (pre-clip).
 
     Keys: ``grad_norms/{g}`` (norm), ``grad_norms.rms/{g}`` (norm / sqrt(#coordinates with a
@@ -41,9 +34,11 @@ class GradNorms(SignalBase):
     Cost: one fused ``_foreach_norm`` per group per step; no tensor state.
     """
 
+    name = "grad_norms"
+
     def __init__(self, beta: float = 0.97, every: int = 1, name: str = "grad_norms") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self.beta = check_beta("beta", beta)
         self._moments: dict[str, EmaMoments] = {}
 
@@ -77,7 +72,7 @@ class GradNorms(SignalBase):
     def state_dict(self) -> dict[str, Any]:
         return {"moments": {g: m.state_dict() for g, m in self._moments.items()}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._moments = {}
         for group, s in state["moments"].items():
             self._moments[group] = EmaMoments(self.beta)
@@ -85,7 +80,7 @@ class GradNorms(SignalBase):
 
 
 @SIGNALS.register("grad_alignment")
-class GradAlignment(SignalBase):
+class GradAlignment(Signal):
     """Cosine similarity between this step's gradient and the previous one, per group.
 
     Keys: ``grad_alignment/{g}`` and ``grad_alignment`` (all groups), raw, and
@@ -99,9 +94,11 @@ class GradAlignment(SignalBase):
     change from step to step). Measure every step: a gap of k steps measures something else.
     """
 
+    name = "grad_alignment"
+
     def __init__(self, beta: float = 0.9, every: int = 1, name: str = "grad_alignment") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self.beta = check_beta("beta", beta)
         self._prev: dict[str, list[torch.Tensor | None]] = {}
         self._ema: dict[str, Ema] = {}
@@ -151,7 +148,7 @@ class GradAlignment(SignalBase):
                      for g, ts in self._prev.items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._ema = {}
         for group, s in state["ema"].items():
             self._ema[group] = Ema(self.beta)

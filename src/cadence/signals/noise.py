@@ -32,20 +32,15 @@ is O(K) scalars.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import (
-    Ema,
-    SignalBase,
-    check_beta,
-    check_positive_int,
-    dense_grad,
-    finite,
-    optimizer_state,
-)
+from cadence.checks import check_beta, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.signals._stats import dense_grad, optimizer_state
+from cadence.stats import Ema, finite
 
 __all__ = ["GradNoise"]
 
@@ -62,7 +57,7 @@ def _param_hparams(optimizer: Any) -> dict[int, dict[str, Any]]:
 
 
 @SIGNALS.register("grad_noise")
-class GradNoise(SignalBase):
+class GradNoise(Signal):
     """Noise-to-signal ratio ``tr(Σ_B)/|G|²`` of the gradient (= B_simple / batch).
 
     Keys: ``grad_noise`` (all groups) and ``grad_noise/{g}``: ratio of short EMAs;
@@ -71,6 +66,8 @@ class GradNoise(SignalBase):
     ``grad_noise.valid``: 1 once an estimator is available; with ``batch_size`` given,
     ``grad_noise.b_simple`` = ratio × batch_size (the noise scale in examples).
     """
+
+    name = "grad_noise"
 
     def __init__(
         self,
@@ -81,11 +78,11 @@ class GradNoise(SignalBase):
         name: str = "grad_noise",
     ) -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self.beta = check_beta("beta", beta)
         self.beta_long = check_beta("beta_long", beta_long)
         if batch_size is not None:
-            check_positive_int("batch_size", batch_size)
+            check_int("batch_size", batch_size)
         self.batch_size = batch_size
         self._short: dict[str, tuple[Ema, Ema]] = {}
         self._long: tuple[Ema, Ema] = (Ema(self.beta_long), Ema(self.beta_long))
@@ -205,7 +202,7 @@ class GradNoise(SignalBase):
             "gsq": {k: e.state_dict() for k, e in self._gsq.items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._short = {}
         for k, (a, b) in state["short"].items():
             pair = (Ema(self.beta), Ema(self.beta))

@@ -12,15 +12,16 @@ rank, so every rank computes the same numbers before the Regime's mean-reduction
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from cadence.optim.clara import reference_mu
-from cadence.optim.salera import alera_reference
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import SignalBase, check_positive_int, cosine_table, finite
+from cadence.checks import check_beta, check_float, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.signals._stats import cosine_table
+from cadence.stats import alera_zscore, finite, reference_mu
 
 __all__ = ["ClaraPath", "UpdateAlignment", "SaleraPath", "optimizer_beta"]
 
@@ -31,12 +32,6 @@ def optimizer_beta(group: dict[str, Any]) -> float:
     if "betas" in group:
         return float(group["betas"][0])
     return float(group.get("momentum", 0.0) or 0.0)
-
-
-def _check_c(name: str, c: float) -> float:
-    if not isinstance(c, (int, float)) or not 0.0 < c <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1], got {c!r}")
-    return float(c)
 
 
 def _host(values: list[Tensor]) -> list[float]:
@@ -71,12 +66,12 @@ class _UpdateTracker:
     def state_dict(self) -> dict[str, Any]:
         return {g: [t.clone() for t in ts] for g, ts in self.snapshot.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.snapshot = {g: [t.clone() for t in ts] for g, ts in state.items()}
 
 
 @SIGNALS.register("clara_path")
-class ClaraPath(SignalBase):
+class ClaraPath(Signal):
     """CLARA's path-length ratio of the actual updates (per tensor, as the paper).
 
     Every tensor keeps ``p ← (1 − c) p + c Δθ/|Δθ|``; the ratio
@@ -90,20 +85,17 @@ class ClaraPath(SignalBase):
     Cost: two parameter-sized copies (snapshot and path), a few reductions, one host sync.
     """
 
+    name = "clara_path"
+
     def __init__(
         self, c: float = 0.2, beta: float | None = None, every: int = 1, name: str = "clara_path"
     ) -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.c = _check_c("c", c)
-        if beta is not None and not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be None or in [0, 1), got {beta!r}")
-        self.beta = beta
+        self.every = check_int("every", every)
+        self.c = check_float("c", c, 0.0, 1.0, low_open=True)
+        self.beta = None if beta is None else check_beta("beta", beta)
         self._tracker = _UpdateTracker()
         self._path: dict[str, list[Tensor | None]] = {}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"c": self.c, "beta": self.beta}
 
     def _betas(self, optimizer: Any) -> dict[int, float]:
         if self.beta is not None or optimizer is None:
@@ -160,14 +152,14 @@ class ClaraPath(SignalBase):
         paths = {g: [None if t is None else t.clone() for t in ts] for g, ts in self._path.items()}
         return {"snapshot": self._tracker.state_dict(), "path": paths}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._tracker.load_state_dict(state["snapshot"])
         self._path = {g: [None if t is None else t.clone() for t in ts]
                       for g, ts in state["path"].items()}
 
 
 @SIGNALS.register("update_alignment")
-class UpdateAlignment(SignalBase):
+class UpdateAlignment(Signal):
     """Cosine between this step's gradient and the previous *update* (the hypergradient).
 
     ``cos(g_t, −Δθ_{t−1})`` is the normalised derivative of the loss with respect to the
@@ -181,13 +173,12 @@ class UpdateAlignment(SignalBase):
     tensor, one host sync.
     """
 
+    name = "update_alignment"
+
     def __init__(self, every: int = 1, name: str = "update_alignment") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self._tracker = _UpdateTracker()
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
 
     @torch.no_grad()
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
@@ -210,12 +201,12 @@ class UpdateAlignment(SignalBase):
     def state_dict(self) -> dict[str, Any]:
         return {"snapshot": self._tracker.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._tracker.load_state_dict(state["snapshot"])
 
 
 @SIGNALS.register("salera_path")
-class SaleraPath(SignalBase):
+class SaleraPath(Signal):
     """The 2017 ALeRA statistic, per group (= per layer with layer-wise groups).
 
     Each group keeps ``p ← (1 − α) p + α g/|g|`` with the *gradient* of the whole group
@@ -227,15 +218,14 @@ class SaleraPath(SignalBase):
     parameter-sized path, one norm per tensor, one host sync.
     """
 
+    name = "salera_path"
+
     def __init__(self, alpha: float = 0.01, every: int = 1, name: str = "salera_path") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.alpha = _check_c("alpha", alpha)
+        self.every = check_int("every", every)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0, low_open=True)
         self._path: dict[str, list[Tensor]] = {}
         self._count: dict[str, int] = {}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
 
     @torch.no_grad()
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
@@ -272,14 +262,13 @@ class SaleraPath(SignalBase):
             if n == 0 or t == 0:
                 out[f"{self.name}/{group}"] = 0.0
                 continue
-            sigma = self.alpha / math.sqrt(n)
-            out[f"{self.name}/{group}"] = finite((sq_g - alera_reference(self.alpha, t)) / sigma)
+            out[f"{self.name}/{group}"] = finite(alera_zscore(sq_g, self.alpha, t, n))
         return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"path": {g: [t.clone() for t in ts] for g, ts in self._path.items()},
                 "count": dict(self._count)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._path = {g: [t.clone() for t in ts] for g, ts in state["path"].items()}
         self._count = {g: int(n) for g, n in state["count"].items()}

@@ -12,13 +12,14 @@ under ``no_grad`` and reported by the next ``measure`` call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import SignalBase, check_positive_int
+from cadence.checks import check_float, check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
 
 __all__ = ["Saturation"]
 
@@ -28,34 +29,50 @@ _KINDS: tuple[tuple[type[nn.Module], str], ...] = (
 
 
 @SIGNALS.register("saturation")
-class Saturation(SignalBase):
-    """Per-module saturation statistics from forward hooks (create with the model).
+class Saturation(Signal):
+    """Per-module saturation statistics from forward hooks on the model.
 
     Keys: ``saturation/{module}`` (saturated fraction for tanh/sigmoid, dead fraction for
     ReLU), ``saturation.max`` (largest tanh/sigmoid saturation), ``saturation.dead_max``
     (largest dead-ReLU fraction). All 0 until a hooked forward pass has been seen.
+
+    The model is not configuration: it stays out of ``get_config()``, so a Saturation
+    rebuilt from its configuration (or created by name) hooks nothing until
+    ``attach(model)``.
 
     Cost: one reduction per hooked activation on one forward pass every ``every`` (50 by
     default) steps; otherwise a flag test per hooked module per forward. Call ``close()``
     to remove the hooks.
     """
 
+    name = "saturation"
+
     def __init__(
-        self, model: nn.Module, every: int = 50, threshold: float = 0.97,
+        self, model: nn.Module | None = None, every: int = 50, threshold: float = 0.97,
         name: str = "saturation",
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        self._config.pop("model", None)  # a live object, not configuration
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.threshold = float(threshold)
+        self.every = check_int("every", every)
+        self.threshold = check_float("threshold", threshold, 0.0, 1.0, low_open=True,
+                                     high_open=True)
         self._armed = True
         self._values: dict[str, float] = {}
         self._kinds: dict[str, str] = {}
         self._seen: set[str] = set()
         self._handles: list[Any] = []
+        if model is not None:
+            self.attach(model)
+
+    def attach(self, model: nn.Module) -> Saturation:
+        """Hook the model's ``nn.Tanh``/``nn.Sigmoid``/``nn.ReLU`` modules (replacing the hooks
+        of a previous model); returns ``self``."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.close()
+        self._kinds = {}
+        self._seen = set()
+        self._armed = True
         for mod_name, module in model.named_modules():
             kind = next((k for cls, k in _KINDS if isinstance(module, cls)), None)
             if kind is None:
@@ -63,6 +80,7 @@ class Saturation(SignalBase):
             key = mod_name or "root"
             self._kinds[key] = kind
             self._handles.append(module.register_forward_hook(self._hook(key, kind)))
+        return self
 
     def _hook(self, key: str, kind: str) -> Any:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -104,5 +122,5 @@ class Saturation(SignalBase):
     def state_dict(self) -> dict[str, Any]:
         return {"values": dict(self._values)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._values = dict(state["values"])

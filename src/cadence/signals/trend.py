@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import Ema, EmaMoments, SignalBase, check_positive_int, finite
+from cadence.checks import check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.stats import Ema, EmaMoments, finite
 
 __all__ = ["LossTrend", "ols_slope"]
 
@@ -45,7 +47,7 @@ def ols_slope(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 @SIGNALS.register("loss_trend")
-class LossTrend(SignalBase):
+class LossTrend(Signal):
     """Slope, plateau and spike statistics of the training loss (every step, O(window)).
 
     Keys: ``loss_trend.slope`` (loss per step), ``loss_trend.tstat``, ``loss_trend.mean``
@@ -55,6 +57,8 @@ class LossTrend(SignalBase):
 
     Cost: a regression over ``window`` floats per step (microseconds), no tensor work.
     """
+
+    name = "loss_trend"
 
     def __init__(
         self,
@@ -69,16 +73,14 @@ class LossTrend(SignalBase):
         name: str = "loss_trend",
     ) -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
-        self.window = check_positive_int("window", window)
-        if window < 3:
-            raise ValueError(f"window must be >= 3 for a regression, got {window!r}")
+        self.every = check_int("every", every)
+        self.window = check_int("window", window, 3)  # a regression needs three points
         if not 0 <= plateau_on < plateau_off:
             raise ValueError(
                 f"need 0 <= plateau_on < plateau_off, got {plateau_on!r}, {plateau_off!r}"
             )
         self.plateau_on, self.plateau_off = float(plateau_on), float(plateau_off)
-        self.patience = check_positive_int("patience", patience)
+        self.patience = check_int("patience", patience)
         self.spike_z = float(spike_z)
         self.t_min = float(t_min)
         self._t: deque[float] = deque(maxlen=window)
@@ -143,7 +145,7 @@ class LossTrend(SignalBase):
             "spike_z": self._spike_z,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._t = deque(state["t"], maxlen=self.window)
         self._y = deque(state["y"], maxlen=self.window)
         self._count = int(state["count"])

@@ -9,19 +9,20 @@ the statistic behind LARS/LAMB's trust ratio and cadence's per-layer rates.
 from __future__ import annotations
 
 import math
-import statistics
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from cadence.protocol import SIGNALS, MeasureContext
-from cadence.signals._stats import SignalBase, check_positive_int, finite
+from cadence.checks import check_int
+from cadence.protocol import SIGNALS, MeasureContext, Signal
+from cadence.stats import finite, median
 
 __all__ = ["UpdateRatio"]
 
 
 @SIGNALS.register("update_ratio")
-class UpdateRatio(SignalBase):
+class UpdateRatio(Signal):
     """``|θ_after − θ_before| / |θ_before|`` per group, on sampled steps.
 
     ``measure`` (before ``optimizer.step()``) snapshots the trainable parameters;
@@ -37,9 +38,11 @@ class UpdateRatio(SignalBase):
     frozen tensors are measured like dense ones (frozen ones are not in the context).
     """
 
+    name = "update_ratio"
+
     def __init__(self, every: int = 10, name: str = "update_ratio") -> None:
         self.name = name
-        self.every = check_positive_int("every", every)
+        self.every = check_int("every", every)
         self._snapshot: dict[str, list[torch.Tensor]] | None = None
         self._pending: dict[str, float] = {}
 
@@ -52,10 +55,11 @@ class UpdateRatio(SignalBase):
         }
         return out
 
-    def after_step(self, ctx: MeasureContext) -> dict[str, float]:
-        """Compute the ratios of the update just applied (no-op without a snapshot)."""
+    def after_step(self, ctx: MeasureContext) -> None:
+        """Compute the ratios of the update just applied (no-op without a snapshot); the next
+        ``measure`` reports them."""
         if self._snapshot is None:
-            return {}
+            return
         per_group: list[torch.Tensor] = []
         names = []
         for group, before in self._snapshot.items():
@@ -80,23 +84,20 @@ class UpdateRatio(SignalBase):
             tot_d, tot_w = tot_d + d2, tot_w + w2
         pending[""] = finite(math.sqrt(tot_d / tot_w)) if tot_w > 0 else 0.0
         self._pending = pending
-        out = {f"{self.name}/{g}": v for g, v in pending.items() if g}
-        out[self.name] = pending[""]
-        return out
 
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         out = dict(reduced)
         prefix = f"{self.name}/"
         ratios = {k[len(prefix):]: v for k, v in reduced.items() if k.startswith(prefix)}
         positive = [v for v in ratios.values() if v > 0]
-        median = statistics.median(positive) if positive else 0.0
+        mid = median(positive) if positive else 0.0
         for group, value in ratios.items():
-            out[f"{self.name}.rel/{group}"] = value / median if median > 0 else 1.0
+            out[f"{self.name}.rel/{group}"] = value / mid if mid > 0 else 1.0
         return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"pending": dict(self._pending)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._pending = dict(state["pending"])
         self._snapshot = None
