@@ -14,9 +14,10 @@ How it fits Lightning's loop (automatic optimization)::
 The callback runs the Regime's two phases (see ``cadence.integrations._trainer``):
 ``regime.decide(loss)`` before Lightning's single update, which applies the values the
 Regime just wrote, and ``regime.finish()`` after it; on a guard skip or rollback the
-gradients are dropped and Lightning's update is a no-op. Gradient accumulation needs nothing special: the hook fires only on
-real updates, and the Regime sees the mean of the micro-batch losses (Lightning divides
-each by ``accumulate_grad_batches``; the callback undoes that for the loss signal).
+gradients are dropped and Lightning's update is a no-op. Gradient accumulation needs
+nothing special: the hook fires only on real updates, and the Regime sees the mean of
+the micro-batch losses (Lightning divides each by ``accumulate_grad_batches``; the
+callback undoes that for the loss signal).
 Manual optimization works too: ``self.manual_backward(loss)`` and ``opt.step()`` fire the
 same hooks. Do not configure an lr scheduler in ``configure_optimizers`` (the Regime owns
 the learning rate; the callback refuses to start otherwise), and prefer the Regime's

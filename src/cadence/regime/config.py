@@ -33,9 +33,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cadence import __version__ as cadence_version
 import cadence.controllers  # noqa: F401  (registers the controllers)
 import cadence.signals  # noqa: F401  (registers the signals)
+from cadence import __version__ as cadence_version
 from cadence.protocol import CONTROLLERS, KNOBS, SIGNALS, Registry
 from cadence.regime.guard import Guard
 from cadence.regime.presets import PRESETS, resolve_preset

@@ -19,20 +19,19 @@ import torch
 
 from cadence.checks import check_int
 from cadence.events import Event, MemorySink, Sink
-from cadence.protocol import CONTROLLERS, SIGNALS, Context, Controller, Signal
-from cadence.regime import distributed
+from cadence.protocol import Context, Controller, Signal
+from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
 from cadence.regime.bounds import validate_bounds
 from cadence.regime.config import describe, regime_arguments
 from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
-from cadence.regime.measure import Measurement, Measurer
+from cadence.regime.measure import Measurement, Measurer, observed_values
 from cadence.regime.presets import resolve_preset
 from cadence.regime.run_folder import RunFolder
 from cadence.regime.schedule import GroupSchedules
 from cadence.regime.snapshot import Snapshot
 from cadence.regime.state import load_regime_state, regime_state
-from cadence.signals.core import CORE_SIGNALS
 
 _UNSET: Any = type("PresetDefault", (), {"__repr__": lambda self: "<preset default>"})()
 
@@ -120,15 +119,16 @@ class Regime:
         self.generator = torch.Generator()
         if seed is not None:
             self.generator.manual_seed(int(seed))
-        self.group_names = _group_names(optimizer)
+        self.group_names = build.group_names(optimizer)
 
         plan = resolve_preset(preset, self._total_steps, self._warmup_arg)
-        self.user_bounds = {**validate_bounds(plan.options.get("bounds")), **validate_bounds(bounds)}
+        self.user_bounds = {**validate_bounds(plan.options.get("bounds")),
+                            **validate_bounds(bounds)}
         self.warmup_steps = int(plan.options.get("warmup_steps", self._warmup_arg or 0))
-        self.clip_mode = _check_clip(plan.options.get("clip_norm") if clip_norm is _UNSET
-                                     else clip_norm)
-        self.guard = _make_guard(plan.options.get("guard", True) if guard is _UNSET else guard,
-                                 self.clip_mode)
+        self.clip_mode = build.clip_mode(plan.options.get("clip_norm") if clip_norm is _UNSET
+                                         else clip_norm)
+        self.guard = build.make_guard(plan.options.get("guard", True) if guard is _UNSET
+                                      else guard, self.clip_mode)
         self._user_schedule = schedule
         self._plan_total = self._total_steps
         self._replans: list[list[int]] = []
@@ -138,13 +138,10 @@ class Regime:
         self.knobs = Knobs(optimizer, self.group_names, self.schedules, self.user_bounds,
                            fixed_clip)
 
-        self._user_controllers = [_make(c, CONTROLLERS, Controller) for c in controllers or []]
-        self.controllers = [_make(c, CONTROLLERS, Controller) for c in plan.controllers]
-        self.controllers += self._user_controllers
-        self._user_signals = [_make(s, SIGNALS, Signal) for s in signals or []]
-        self.signal_objs = _signals_for(self.controllers, [SIGNALS.create(n) for n in CORE_SIGNALS]
-                                        + [_make(s, SIGNALS, Signal) for s in plan.signals]
-                                        + self._user_signals)
+        self._user_controllers, self.controllers = build.controllers(plan.controllers,
+                                                                     controllers or [])
+        self._user_signals, self.signal_objs = build.signals(plan.signals, signals or [],
+                                                             self.controllers)
         self.measure = Measurer(optimizer, self.group_names, self.signal_objs,
                                 self.accumulation_steps)
         self.arbiter = Arbiter(max_change, max_lr_spread, smoothing)
@@ -190,7 +187,6 @@ class Regime:
         ``False`` on a micro-batch, or when the guard skipped or rolled back (the gradients
         are dropped, so an optimizer step would change nothing).
         """
-        _check_loss(loss)
         if not self.measure.add_micro_batch(loss):
             return False
         if self.scaler is not None:
@@ -303,19 +299,7 @@ class Regime:
 
         Under ``torch.distributed`` every rank must call it (values are averaged over ranks).
         """
-        if not metrics:
-            raise ValueError("observe() needs at least one metric, e.g. observe(val_loss=0.3)")
-        vals: dict[str, Any] = {}
-        for k, v in metrics.items():
-            if isinstance(v, torch.Tensor):
-                if v.numel() != 1:
-                    raise ValueError(f"observe({k}=...) needs a scalar, got shape {tuple(v.shape)}")
-                vals[k] = v.detach()
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                vals[k] = float(v)
-            else:
-                raise TypeError(f"observe({k}=...) needs a number, got {type(v).__name__}")
-        reduced = distributed.reduce_mean(vals)
+        reduced = observed_values(metrics)
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
         self._write_metrics(self.signals.get("loss"), reduced)
@@ -401,90 +385,6 @@ class Regime:
             f"Regime(preset={self.preset!r}, step={self.step_count}, "
             f"total_steps={self._total_steps}, groups={self.group_names}, "
             f"controllers={[c.name for c in self.controllers]})"
-        )
-
-
-# -- construction helpers ---------------------------------------------------------------------
-def _group_names(optimizer: torch.optim.Optimizer) -> list[str]:
-    names: list[str] = []
-    for i, g in enumerate(optimizer.param_groups):
-        name = g.get("name") or f"group{i}"
-        if not isinstance(name, str):
-            raise TypeError(f"param group {i} has a non-string name {name!r}")
-        if name in names:
-            raise ValueError(f"two param groups are named {name!r}; give each a unique 'name'")
-        names.append(name)
-    return names
-
-
-def _check_clip(clip_norm: Any) -> float | str | None:
-    if clip_norm is None or clip_norm == "adaptive":
-        return clip_norm
-    if isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float)):
-        raise TypeError(f"clip_norm must be a number, 'adaptive' or None, got {clip_norm!r}")
-    if not (clip_norm > 0 and math.isfinite(clip_norm)):
-        raise ValueError(f"clip_norm must be a finite number > 0, got {clip_norm}")
-    return float(clip_norm)
-
-
-def _make_guard(guard: Any, clip_mode: Any) -> Guard | None:
-    if guard is None or guard is False:
-        made = None
-    elif guard is True:
-        made = Guard()
-    elif isinstance(guard, Mapping):
-        made = Guard(**guard)
-    elif isinstance(guard, Guard):
-        made = guard
-    else:
-        raise TypeError(f"guard must be True, False, a dict or a Guard, got {guard!r}")
-    if clip_mode == "adaptive":
-        if made is None:
-            raise ValueError("clip_norm='adaptive' needs the guard (guard=False was given)")
-        if made.clip_percentile is None:
-            made.clip_percentile = 95.0
-    return made
-
-
-def _make(obj: Any, registry: Any, kind: type) -> Any:
-    made = registry.create(obj) if isinstance(obj, str) else obj
-    if not isinstance(made, kind):
-        raise TypeError(
-            f"{made!r} is not a {kind.__name__}: subclass cadence.protocol.{kind.__name__} "
-            f"(or give a registered name: {', '.join(registry.names())})"
-        )
-    return made
-
-
-def _signals_for(controllers: list[Controller], given: list[Signal]) -> list[Signal]:
-    """``given`` without repeated names, plus the registered signals that controllers
-    ``require`` and nobody supplied (built with the controller's ``signal_options``)."""
-    out: list[Signal] = []
-    for s in given:
-        if s.name not in {o.name for o in out}:
-            out.append(s)
-    for ctrl in controllers:
-        for name in ctrl.requires:
-            if name not in {o.name for o in out} and name in SIGNALS:
-                out.append(SIGNALS.create(name, **ctrl.signal_options.get(name, {})))
-    return out
-
-
-def _check_loss(loss: Any) -> None:
-    if not isinstance(loss, torch.Tensor):
-        raise TypeError(
-            "regime.step(loss) needs the loss tensor you called backward() on, got "
-            f"{type(loss).__name__}"
-        )
-    if loss.numel() != 1:
-        raise ValueError(
-            f"regime.step(loss) needs a scalar loss, got shape {tuple(loss.shape)}; reduce it "
-            "(e.g. loss.mean()) before backward()"
-        )
-    if not loss.requires_grad:
-        raise ValueError(
-            "regime.step(loss) got a loss that does not require grad (detached, or computed "
-            "under torch.no_grad()); pass the loss you called backward() on"
         )
 
 

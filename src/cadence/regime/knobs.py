@@ -279,7 +279,9 @@ class Knobs:
         return min(thr) if thr else None
 
     @staticmethod
-    def clip(grads: list[torch.Tensor], norm_t: torch.Tensor, norm: float, threshold: float) -> None:
+    def clip(
+        grads: list[torch.Tensor], norm_t: torch.Tensor, norm: float, threshold: float
+    ) -> None:
         """Global-norm clipping with torch's ``clip_grad_norm_`` rule (no host sync)."""
         if norm > threshold:
             coef = (threshold / (norm_t + 1e-6)).clamp(max=1.0)

@@ -60,6 +60,7 @@ class Measurer:
     # -- micro-batches ------------------------------------------------------------------------
     def add_micro_batch(self, loss: torch.Tensor) -> bool:
         """Record one micro-batch's loss; ``True`` when a real update is due."""
+        check_loss(loss)
         self._losses.append(loss.detach())
         if self.accumulation_steps > 1:
             self._track_micro_norm()
@@ -152,4 +153,39 @@ class Measurer:
                 s.after_step(m.context)
 
 
-__all__ = ["Measurement", "Measurer"]
+def check_loss(loss: Any) -> None:
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            "regime.step(loss) needs the loss tensor you called backward() on, got "
+            f"{type(loss).__name__}"
+        )
+    if loss.numel() != 1:
+        raise ValueError(
+            f"regime.step(loss) needs a scalar loss, got shape {tuple(loss.shape)}; reduce it "
+            "(e.g. loss.mean()) before backward()"
+        )
+    if not loss.requires_grad:
+        raise ValueError(
+            "regime.step(loss) got a loss that does not require grad (detached, or computed "
+            "under torch.no_grad()); pass the loss you called backward() on"
+        )
+
+
+def observed_values(metrics: dict[str, Any]) -> dict[str, float]:
+    """``regime.observe(**metrics)`` checked and averaged over ranks."""
+    if not metrics:
+        raise ValueError("observe() needs at least one metric, e.g. observe(val_loss=0.3)")
+    vals: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, torch.Tensor):
+            if v.numel() != 1:
+                raise ValueError(f"observe({k}=...) needs a scalar, got shape {tuple(v.shape)}")
+            vals[k] = v.detach()
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals[k] = float(v)
+        else:
+            raise TypeError(f"observe({k}=...) needs a number, got {type(v).__name__}")
+    return distributed.reduce_mean(vals)
+
+
+__all__ = ["Measurement", "Measurer", "check_loss", "observed_values"]

@@ -1,10 +1,10 @@
 """Presets: named starting configurations of a Regime.
 
 A preset is a function ``(total_steps, warmup_steps) -> Plan`` registered in
-:data:`PRESETS`; every built-in preset is defined here. The Plan gives the lr schedule, the controllers and extra signals to run,
-and options (``warmup_steps``, and defaults for ``clip_norm``/``guard``/``bounds`` that
-explicit Regime arguments override; user bounds override per knob). Other parts add
-presets by registering a function::
+:data:`PRESETS`; every built-in preset is defined here. The Plan gives the lr schedule,
+the controllers and extra signals to run, and options (``warmup_steps``, and defaults
+for ``clip_norm``/``guard``/``bounds`` that explicit Regime arguments override; user
+bounds override per knob). Other parts add presets by registering a function::
 
     @register_preset("clara-sgd")
     def clara_sgd(total_steps, warmup_steps):

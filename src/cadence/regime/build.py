@@ -1,0 +1,98 @@
+"""Turning the Regime's arguments into its parts: group names, clipping mode, guard,
+controllers and signals (with the signals the controllers require)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from cadence.protocol import CONTROLLERS, SIGNALS, Controller, Registry, Signal
+from cadence.regime.guard import Guard
+from cadence.signals.core import CORE_SIGNALS
+
+
+def group_names(optimizer: torch.optim.Optimizer) -> list[str]:
+    """Each group's ``name`` (``group<i>`` when unnamed); names must be unique strings."""
+    names: list[str] = []
+    for i, g in enumerate(optimizer.param_groups):
+        name = g.get("name") or f"group{i}"
+        if not isinstance(name, str):
+            raise TypeError(f"param group {i} has a non-string name {name!r}")
+        if name in names:
+            raise ValueError(f"two param groups are named {name!r}; give each a unique 'name'")
+        names.append(name)
+    return names
+
+
+def clip_mode(clip_norm: Any) -> float | str | None:
+    """A fixed threshold (float), ``"adaptive"`` or ``None``."""
+    if clip_norm is None or clip_norm == "adaptive":
+        return clip_norm
+    if isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float)):
+        raise TypeError(f"clip_norm must be a number, 'adaptive' or None, got {clip_norm!r}")
+    if not (clip_norm > 0 and math.isfinite(clip_norm)):
+        raise ValueError(f"clip_norm must be a finite number > 0, got {clip_norm}")
+    return float(clip_norm)
+
+
+def make_guard(guard: Any, clip: float | str | None) -> Guard | None:
+    """The Guard for ``guard=`` (True, False/None, a dict of arguments or a Guard);
+    adaptive clipping needs one and turns its percentile on."""
+    if guard is None or guard is False:
+        made = None
+    elif guard is True:
+        made = Guard()
+    elif isinstance(guard, Mapping):
+        made = Guard(**guard)
+    elif isinstance(guard, Guard):
+        made = guard
+    else:
+        raise TypeError(f"guard must be True, False, a dict or a Guard, got {guard!r}")
+    if clip == "adaptive":
+        if made is None:
+            raise ValueError("clip_norm='adaptive' needs the guard (guard=False was given)")
+        if made.clip_percentile is None:
+            made.clip_percentile = 95.0
+    return made
+
+
+def _make(obj: Any, registry: Registry, kind: type) -> Any:
+    made = registry.create(obj) if isinstance(obj, str) else obj
+    if not isinstance(made, kind):
+        raise TypeError(
+            f"{made!r} is not a {kind.__name__}: subclass cadence.protocol.{kind.__name__} "
+            f"(or give a registered name: {', '.join(registry.names())})"
+        )
+    return made
+
+
+def controllers(preset: Sequence[Any], user: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """``(the user's controllers, all controllers)``: the preset's first."""
+    mine = [_make(c, CONTROLLERS, Controller) for c in user]
+    return mine, [_make(c, CONTROLLERS, Controller) for c in preset] + mine
+
+
+def signals(
+    preset: Sequence[Any], user: Sequence[Any], ctrls: Sequence[Controller]
+) -> tuple[list[Any], list[Any]]:
+    """``(the user's signals, all signals)``: the core signals, the preset's and the
+    user's (one per name), then the registered signals that controllers ``require`` and
+    nobody supplied, built with the controller's ``signal_options``."""
+    mine = [_make(s, SIGNALS, Signal) for s in user]
+    given = [SIGNALS.create(n) for n in CORE_SIGNALS]
+    given += [_make(s, SIGNALS, Signal) for s in preset] + mine
+    out: list[Signal] = []
+    for s in given:
+        if s.name not in {o.name for o in out}:
+            out.append(s)
+    for ctrl in ctrls:
+        for name in ctrl.requires:
+            if name not in {o.name for o in out} and name in SIGNALS:
+                out.append(SIGNALS.create(name, **ctrl.signal_options.get(name, {})))
+    return mine, out
+
+
+__all__ = ["clip_mode", "controllers", "group_names", "make_guard", "signals"]
