@@ -15,6 +15,11 @@ from typing import Any, ClassVar
 _KINDS: dict[str, type[Schedule]] = {}
 
 
+def _set(obj: Any, name: str, value: Any) -> None:
+    """Set a field of a frozen dataclass (used by ``__post_init__`` to store checked values)."""
+    object.__setattr__(obj, name, value)
+
+
 class Schedule:
     """A pure, picklable callable ``step -> multiplier`` (peak 1.0 by convention).
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from cadence.schedules._checks import as_int
-from cadence.schedules.base import Schedule
-from cadence.schedules.decay import _set
+from cadence.schedules.base import Schedule, _set
 
 
 def _check_schedule(name: str, value: Any) -> Schedule:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from cadence.schedules._checks import as_choice, as_float, as_floor, as_int
-from cadence.schedules.base import Schedule
-from cadence.schedules.decay import _set
+from cadence.schedules.base import Schedule, _set
 
 
 @dataclass(frozen=True)

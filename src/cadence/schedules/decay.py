@@ -11,14 +11,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from cadence.schedules._checks import as_float, as_floor, as_int
-from cadence.schedules.base import Schedule
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)
+from cadence.schedules.base import Schedule, _set
 
 
 @dataclass(frozen=True)
