@@ -84,8 +84,8 @@ def cyclic(draw):
 @st.composite
 def wsd(draw):
     shapes = st.sampled_from(["linear", "cosine", "1-sqrt"])
-    s = S.wsd(draw(st.integers(0, 100)), draw(durations), num_stable_steps=draw(st.integers(0, 50)),
-              warmup_type=draw(shapes), decay_type=draw(shapes), min_lr_ratio=draw(fractions))
+    s = S.WarmupStableDecay(draw(st.integers(0, 100)), draw(durations), draw(st.integers(0, 50)),
+                            draw(shapes), draw(shapes), draw(fractions))
 
     def bound(shape, n):
         return {"linear": 1 / n, "cosine": math.pi / (2 * n), "1-sqrt": math.sqrt(1 / n)}[shape]
@@ -100,7 +100,7 @@ def warmup(draw):
     then, then_bound = draw(st.one_of(cosine(), polynomial(), linear()))
     kind = draw(st.sampled_from(["linear", "exponential", "constant"]))
     start = draw(st.floats(0.01, 1.0) if kind == "exponential" else fractions)
-    s = S.warmup(draw(durations), then=then, kind=kind, start=start)
+    s = S.warmup(draw(durations), then=then, warmup_type=kind, start=start)
     target = then(0)
     if kind == "linear":
         ramp = abs(target - start) / s.n
@@ -198,7 +198,7 @@ def test_sequence_pieces_start_at_their_local_step_zero(pieces, last):
 @given(st.one_of(cosine(), polynomial(), linear()).map(lambda p: p[0]), durations,
        st.sampled_from(["linear", "exponential", "constant"]), st.floats(0.01, 1.0))
 def test_warmup_reaches_the_start_of_then_exactly_at_n(then, n, kind, start):
-    s = S.warmup(n, then=then, kind=kind, start=start)
+    s = S.warmup(n, then=then, warmup_type=kind, start=start)
     assert s(0) == start
     assert s(n) == then(0)
     assert s(n + 5) == then(5)
@@ -208,13 +208,13 @@ def test_warmup_reaches_the_start_of_then_exactly_at_n(then, n, kind, start):
 
 @pytest.mark.parametrize("kind", ["linear", "exponential"])
 def test_warmup_into_a_decay_reaches_exactly_one(kind):
-    s = S.warmup_cosine(1000, 100, floor=0.1, warmup=kind)
+    s = S.warmup_cosine(1000, 100, floor=0.1, warmup_type=kind)
     assert s(100) == 1.0
     assert s(99) < 1.0
     assert s(1000) == pytest.approx(0.1) and s(5000) == pytest.approx(0.1)
     for then in (S.Polynomial(50, 2.0), S.WarmupStableDecay(0, 10, 5),
                  S.OneCycle(100, div_factor=1.0)):
-        assert S.warmup(7, then=then, kind=kind)(7) == 1.0
+        assert S.warmup(7, then=then, warmup_type=kind)(7) == 1.0
 
 
 @SETTINGS
@@ -239,7 +239,7 @@ def test_every_kind_is_covered_by_from_dict():
     built = {
         S.Constant(0.5), S.Linear(), S.Step(3), S.MultiStep([1, 2]), S.Exponential(0.9),
         S.Polynomial(), S.Cosine(10), S.SGDR(5), S.OneCycle(100), S.Cyclic(0.1),
-        S.InverseSqrt(10), S.wsd(1, 2, 10), S.warmup(3), S.sequence([S.Constant()]),
+        S.InverseSqrt(10), S.WarmupStableDecay(1, 2, 7), S.warmup(3), S.sequence([S.Constant()]),
         S.product(S.Cosine(3)),
     }
     assert {s.kind for s in built} == set(S.kinds())
@@ -252,7 +252,7 @@ def test_readable_repr_and_value_equality():
     s = S.warmup(10, then=S.Cosine(90, floor=0.1))
     assert repr(s) == ("Warmup(n=10, then=Cosine(T_max=90, floor=0.1), warmup_type='linear', "
                        "start=0.0)")
-    assert s == S.warmup(10, then=S.cosine(T_max=90, floor=0.1))
+    assert s == S.warmup(10, then=S.cosine(total_steps=90, floor=0.1))
     assert s != S.warmup(10, then=S.Cosine(90, floor=0.2))
 
 
@@ -267,10 +267,98 @@ def test_values_at_known_points():
     assert (sgdr(10), sgdr(30), sgdr(20)) == pytest.approx((0.5, 0.25, 0.25))
     assert S.Cyclic(0.0, 1.0, 4, 4)(2) == 0.5
     assert S.Cyclic(0.0, 1.0, 4, 4, "triangular2")(12) == 0.5  # 2nd cycle peak halved
-    assert S.wsd(10, 10, 40, decay_type="linear")(35) == 0.5
-    assert S.wsd(10, 10, 40, decay_type="1-sqrt")(35) == pytest.approx(1 - math.sqrt(0.5))
+    assert S.wsd(40, 10, decay_steps=10, decay_type="linear")(35) == 0.5
+    assert S.wsd(40, 10, decay_steps=10, decay_type="1-sqrt")(35) == pytest.approx(
+        1 - math.sqrt(0.5))
     assert S.Cosine(10) * 2.0 == 2.0 * S.Cosine(10) == S.product(S.Cosine(10), S.Constant(2.0))
     assert (0.5 * S.Cosine(10))(0) == 0.5
+
+
+# --- the lower-case factories: one vocabulary (total_steps, warmup_steps, floor, ...) -------
+
+FACTORY_IS_CLASS = [
+    (S.constant(0.5), S.Constant(0.5)),
+    (S.linear(10, floor=0.2, start=0.5), S.Linear(0.5, 0.2, 10)),
+    (S.step(every=3, gamma=0.5), S.Step(3, 0.5)),
+    (S.multistep([2, 5], gamma=0.3), S.MultiStep((2, 5), 0.3)),
+    (S.exponential(0.9, every=4, staircase=True), S.Exponential(0.9, 4, True)),
+    (S.polynomial(10, power=2.0, floor=0.1), S.Polynomial(10, 2.0, 0.1)),
+    (S.cosine(10, floor=0.1), S.Cosine(10, 0.1)),
+    (S.sgdr(5, cycle_mult=2, floor=0.1, cycle_decay=0.5), S.SGDR(5, 2, 0.1, 0.5)),
+    (S.one_cycle(100), S.OneCycle(100)),
+    (S.one_cycle(100, start=0.1, anneal_type="linear", three_phase=True),
+     S.OneCycle(100, 0.3, "linear", 10.0, 1e4, True)),
+    (S.one_cycle(50, warmup_steps=14), S.OneCycle(50, 0.3)),
+    (S.cyclic(4, 6, floor=0.02, mode="exp_range", gamma=0.97),
+     S.Cyclic(0.02, 1.0, 4, 6, "exp_range", 0.97)),
+    (S.inverse_sqrt(10, timescale=20), S.InverseSqrt(10, 20)),
+    (S.warmup(5, warmup_type="constant", start=0.5), S.Warmup(5, S.Constant(), "constant", 0.5)),
+    (S.warmup_cosine(100, 10, floor=0.1), S.Warmup(10, S.Cosine(90, 0.1))),
+    (S.warmup_cosine(100, floor=0.1), S.Cosine(100, 0.1)),
+    (S.wsd(100, 10, decay_steps=20, floor=0.1), S.WarmupStableDecay(10, 20, 70, min_lr_ratio=0.1)),
+]
+
+
+@pytest.mark.parametrize(("made", "expected"), FACTORY_IS_CLASS,
+                         ids=[type(e).__name__ for _, e in FACTORY_IS_CLASS])
+def test_factories_return_the_classes_with_their_torch_arguments(made, expected):
+    assert made == expected and type(made) is type(expected)
+    assert made.to_dict() == expected.to_dict()
+
+
+def test_factories_share_one_vocabulary():
+    """``total_steps`` is the horizon, ``floor`` the final multiplier, ``warmup_steps`` the
+    step at which the peak is reached; values checked against the closed forms by hand."""
+    assert S.cosine(total_steps=100, floor=0.1)(100) == 0.1
+    assert S.cosine(total_steps=100, floor=0.1)(50) == pytest.approx(0.55)
+    assert S.cosine(total_steps=100, floor=0.1)(10**6) == 0.1
+    line = S.linear(total_steps=10, floor=0.2)
+    assert (line(0), line(5), line(10), line(50)) == pytest.approx((1.0, 0.6, 0.2, 0.2))
+    poly = S.polynomial(total_steps=10, power=2.0, floor=0.1)
+    assert (poly(5), poly(10)) == pytest.approx((0.1 + 0.9 * 0.25, 0.1))
+    # warmups: linear from 0, the peak exactly at warmup_steps
+    w = S.warmup_cosine(total_steps=100, warmup_steps=10, floor=0.1)
+    assert [w(t) for t in range(11)] == pytest.approx([t / 10 for t in range(11)], abs=1e-15)
+    assert w(10) == 1.0 and w(55) == pytest.approx(0.55) and w(100) == pytest.approx(0.1)
+    ramp = S.warmup(warmup_steps=4, then=S.cosine(total_steps=10, floor=0.1))
+    assert [ramp(t) for t in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert ramp(14) == pytest.approx(0.1)
+    # wsd: HF's warmup starts at the floor; hold 1.0; cosine to the floor over decay_steps
+    wsd = S.wsd(total_steps=100, warmup_steps=10, decay_steps=20, floor=0.1)
+    assert S.warmup_stable_decay is S.wsd
+    assert (wsd(0), wsd(5), wsd(10), wsd(79), wsd(80)) == pytest.approx((0.1, 0.55, 1, 1, 1))
+    assert (wsd(90), wsd(100), wsd(500)) == pytest.approx((0.55, 0.1, 0.1))
+    # one_cycle: start -> 1.0 at warmup_steps -> floor at total_steps - 1
+    oc = S.one_cycle(total_steps=101, warmup_steps=20, start=0.1, floor=0.001)
+    assert (oc(0), oc(10), oc(20)) == pytest.approx((0.1, 0.55, 1.0), rel=1e-12)
+    assert max(range(101), key=oc) == 20
+    assert (oc(60), oc(100), oc(150)) == pytest.approx((0.5005, 0.001, 0.001), rel=1e-12)
+    three = S.one_cycle(total_steps=101, warmup_steps=20, start=0.1, three_phase=True)
+    assert (three(20), three(40)) == pytest.approx((1.0, 0.1), rel=1e-12)
+    # periods and factors
+    assert (S.step(every=3, gamma=0.5)(5), S.step(every=3, gamma=0.5)(6)) == (0.5, 0.25)
+    assert S.exponential(gamma=0.5, every=10)(5) == pytest.approx(2**-0.5)
+    assert S.multistep([2, 5], gamma=0.1)(5) == pytest.approx(0.01)
+    sgdr = S.sgdr(cycle_steps=10, cycle_mult=2, floor=0.1)
+    assert (sgdr(5), sgdr(10), sgdr(20), sgdr(30)) == pytest.approx((0.55, 1.0, 0.55, 1.0))
+    tri = S.cyclic(up_steps=4, floor=0.2)
+    assert (tri(0), tri(2), tri(4), tri(8)) == pytest.approx((0.2, 0.6, 1.0, 0.2))
+    assert S.cyclic(up_steps=4, floor=0.2, peak=0.6)(4) == pytest.approx(0.6)
+    inv = S.inverse_sqrt(warmup_steps=100)
+    assert (inv(50), inv(100), inv(400)) == pytest.approx((0.5, 1.0, 0.5))
+    assert S.constant(0.5)(7) == 0.5
+
+
+def test_factories_are_what_configuration_strings_call():
+    lower = ["constant", "linear", "step", "multistep", "exponential", "polynomial", "cosine",
+             "sgdr", "one_cycle", "cyclic", "inverse_sqrt", "warmup", "warmup_cosine", "wsd",
+             "warmup_stable_decay", "sequence", "join", "product"]
+    for name in lower:
+        assert S.FACTORIES[name] is getattr(S, name), name
+        assert not isinstance(S.FACTORIES[name], type), name
+    for cls in S.kinds().values():
+        if cls not in (S.Sequential, S.Product):
+            assert S.FACTORIES[cls.__name__] is cls
 
 
 def test_negative_step_is_rejected():
@@ -318,16 +406,45 @@ BAD = [
     (lambda: S.Cyclic(0.1, gamma=0.0), "gamma", "0.0"),
     (lambda: S.InverseSqrt(-1), "num_warmup_steps", "-1"),
     (lambda: S.InverseSqrt(10, timescale=0), "timescale", "0"),
-    (lambda: S.wsd(10, 0, 100), "num_decay_steps", "0"),
-    (lambda: S.wsd(10, 20, 100, min_lr_ratio=2.0), "min_lr_ratio", "2.0"),
-    (lambda: S.wsd(50, 60, 100), "num_training_steps", "100"),
-    (lambda: S.wsd(10, 20, 100, num_stable_steps=5), "num_training_steps", "100"),
-    (lambda: S.wsd(10, 20, decay_type="sqrt", num_stable_steps=0), "decay_type", "'sqrt'"),
-    (lambda: S.warmup(0), "n", "0"),
-    (lambda: S.warmup(-3), "n", "-3"),
-    (lambda: S.warmup(10, kind="exponential", start=0.0), "start", "0.0"),
+    (lambda: S.WarmupStableDecay(10, 0), "num_decay_steps", "0"),
+    (lambda: S.WarmupStableDecay(10, 20, min_lr_ratio=2.0), "min_lr_ratio", "2.0"),
+    (lambda: S.wsd(100, 10, decay_steps=0), "decay_steps", "0"),
+    (lambda: S.wsd(100, 10, decay_steps=20, floor=2.0), "floor", "2.0"),
+    (lambda: S.wsd(100, 50, decay_steps=60), "total_steps", "100"),
+    (lambda: S.wsd(100, -1, decay_steps=60), "warmup_steps", "-1"),
+    (lambda: S.wsd(100, 10, decay_steps=20, decay_type="sqrt"), "decay_type", "'sqrt'"),
+    (lambda: S.Warmup(0), "n", "0"),
+    (lambda: S.Warmup(5, warmup_type="cubic"), "warmup_type", "'cubic'"),
+    (lambda: S.warmup(0), "warmup_steps", "0"),
+    (lambda: S.warmup(-3), "warmup_steps", "-3"),
+    (lambda: S.warmup(10, warmup_type="exponential", start=0.0), "start", "0.0"),
     (lambda: S.warmup(10, start=1.5), "start", "1.5"),
-    (lambda: S.warmup(10, kind="cubic"), "kind", "'cubic'"),
+    (lambda: S.warmup(10, warmup_type="cubic"), "warmup_type", "'cubic'"),
+    (lambda: S.constant(-1.0), "value", "-1.0"),
+    (lambda: S.linear(0), "total_steps", "0"),
+    (lambda: S.linear(10, floor=1.5), "floor", "1.5"),
+    (lambda: S.linear(10, start=-0.1), "start", "-0.1"),
+    (lambda: S.step(0), "every", "0"),
+    (lambda: S.step(3, gamma=INF), "gamma", "inf"),
+    (lambda: S.multistep([5, 3]), "milestones", "[5, 3]"),
+    (lambda: S.exponential(0.9, every=0), "every", "0"),
+    (lambda: S.polynomial(0), "total_steps", "0"),
+    (lambda: S.polynomial(10, floor=-0.1), "floor", "-0.1"),
+    (lambda: S.cosine(0), "total_steps", "0"),
+    (lambda: S.cosine(10, floor=1.5), "floor", "1.5"),
+    (lambda: S.sgdr(0), "cycle_steps", "0"),
+    (lambda: S.sgdr(10, cycle_mult=0), "cycle_mult", "0"),
+    (lambda: S.one_cycle(0), "total_steps", "0"),
+    (lambda: S.one_cycle(100, warmup_steps=0), "warmup_steps", "0"),
+    (lambda: S.one_cycle(100, warmup_steps=99), "warmup_steps", "99"),
+    (lambda: S.one_cycle(100, warmup_steps=50, three_phase=True), "warmup_steps", "50"),
+    (lambda: S.one_cycle(100, start=0.0), "start", "0.0"),
+    (lambda: S.one_cycle(100, start=0.1, floor=0.2), "floor", "0.2"),
+    (lambda: S.one_cycle(100, anneal_type="cos"), "anneal_type", "'cos'"),
+    (lambda: S.cyclic(0), "up_steps", "0"),
+    (lambda: S.cyclic(4, down_steps=0), "down_steps", "0"),
+    (lambda: S.cyclic(4, floor=2.0), "floor", "2.0"),
+    (lambda: S.inverse_sqrt(-1), "warmup_steps", "-1"),
     (lambda: S.warmup_cosine(100, 100), "warmup_steps", "100"),
     (lambda: S.warmup_cosine(0), "total_steps", "0"),
     (lambda: S.warmup_cosine(100, floor=1.01), "floor", "1.01"),
@@ -404,8 +521,15 @@ def test_parse_spec_calls_and_json():
     expected = S.warmup(50, then=S.Cosine(950, floor=0.1))
     assert parse_spec("warmup(50, then=cosine(950, floor=0.1))") == expected
     assert parse_spec(json.dumps(expected.to_dict())) == expected
-    assert parse_spec("join([constant(0.5), cosine(T_max=10)], [4])") == S.join(
+    assert parse_spec("join([constant(0.5), cosine(total_steps=10)], [4])") == S.join(
         [S.Constant(0.5), S.Cosine(10)], [4])
+    # the classes keep their torch / Hugging Face arguments under their own names
+    assert parse_spec("Cosine(T_max=10, floor=0.1)") == S.cosine(10, floor=0.1)
+    assert parse_spec("WarmupStableDecay(num_warmup_steps=5, num_decay_steps=10, "
+                      "num_stable_steps=85)") == S.wsd(100, 5, decay_steps=10)
+    # a torch-style argument given to a factory names the factory's arguments and the class
+    with pytest.raises(ValueError, match=r"cosine\(total_steps, floor=0\.0\).*Cosine\(\.\.\.\)"):
+        parse_spec("cosine(T_max=10)")
     for evil in ("__import__('os').system('true')", "cosine(10).__class__", "cosine(*[10])",
                  "cosine(open('x'))", "1 + 2"):
         with pytest.raises(ValueError):
@@ -432,4 +556,4 @@ def test_cli_prints_values_and_plots(tmp_path, capsys):
     assert data["values"] == pytest.approx([0.1 * t / 10 for t in range(5)], rel=1e-12)
     assert S.from_dict(data["schedule"]) == S.warmup_cosine(100, 10)
     assert _cli(["cosine(0)"]) == 2
-    assert "T_max must be >= 1, got 0" in capsys.readouterr().err
+    assert "total_steps must be >= 1, got 0" in capsys.readouterr().err

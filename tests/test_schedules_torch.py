@@ -98,6 +98,12 @@ CASES = [
         o, list(LRS), total_steps=37, pct_start=0.25, anneal_strategy="linear",
         div_factor=10.0, final_div_factor=100.0, cycle_momentum=False),
      S.OneCycle(37, 0.25, "linear", 10.0, 100.0), 37),
+    # the factory: torch's peak is at step pct_start * total_steps - 1 = warmup_steps
+    ("onecycle-factory", lambda o: L.OneCycleLR(
+        o, list(LRS), total_steps=40, pct_start=0.25, anneal_strategy="linear",
+        div_factor=10.0, final_div_factor=100.0, three_phase=True, cycle_momentum=False),
+     S.one_cycle(40, warmup_steps=9, start=0.1, floor=0.001, anneal_type="linear",
+                 three_phase=True), 40),
     ("onecycle-three-phase", lambda o: L.OneCycleLR(
         o, list(LRS), total_steps=60, pct_start=0.4, three_phase=True, cycle_momentum=False),
      S.OneCycle(60, 0.4, three_phase=True), 60),
@@ -122,10 +128,10 @@ CASES = [
     ("linear-warmup", lambda o: L.LinearLR(o), S.Linear(), 10),
     ("linear-decay", lambda o: L.LinearLR(o, 0.5, 0.1, 8), S.Linear(0.5, 0.1, 8), 12),
     ("linear-to-zero", lambda o: L.LinearLR(o, 1.0, 0.0, 4), S.Linear(1.0, 0.0, 4), 6),
-    ("constant-factor", lambda o: L.ConstantLR(o), S.warmup(5, kind="constant", start=1 / 3),
+    ("constant-factor", lambda o: L.ConstantLR(o), S.warmup(5, warmup_type="constant", start=1 / 3),
      10),
     ("constant-factor-0.5-1", lambda o: L.ConstantLR(o, 0.5, 1),
-     S.warmup(1, kind="constant", start=0.5), 5),
+     S.warmup(1, warmup_type="constant", start=0.5), 5),
     ("sequential-linear-cosine", lambda o: L.SequentialLR(
         o, [L.LinearLR(o, 0.25, 1.0, 4), L.CosineAnnealingLR(o, 10)], milestones=[4]),
      S.join([S.Linear(0.25, 1.0, 4), S.Cosine(10)], [4]), 15),
@@ -135,7 +141,8 @@ CASES = [
     ("sequential-three", lambda o: L.SequentialLR(
         o, [L.ConstantLR(o, 0.1, 10), L.ExponentialLR(o, 0.8), L.StepLR(o, 2, 0.5)],
         milestones=[3, 8]),
-     S.join([S.warmup(10, kind="constant", start=0.1), S.Exponential(0.8), S.Step(2, 0.5)],
+     S.join([S.warmup(10, warmup_type="constant", start=0.1), S.Exponential(0.8),
+             S.Step(2, 0.5)],
             [3, 8]), 16),
     # two torch schedulers on one optimizer multiply: our product
     ("chained-step-exp", lambda o: L.ChainedScheduler([L.StepLR(o, 3, 0.5),
@@ -244,16 +251,16 @@ def _hf():
 
 HF_CASES = [
     ("wsd-linear-cosine", lambda hf, o: hf.get_wsd_schedule(o, 10, 20, num_training_steps=100),
-     S.wsd(10, 20, num_training_steps=100), 110),
+     S.wsd(100, 10, decay_steps=20), 110),
     ("wsd-1-sqrt", lambda hf, o: hf.get_wsd_schedule(
         o, 7, 30, num_stable_steps=40, warmup_type="cosine", decay_type="1-sqrt",
-        min_lr_ratio=0.1), S.wsd(7, 30, num_stable_steps=40, warmup_type="cosine",
-                                  decay_type="1-sqrt", min_lr_ratio=0.1), 90),
+        min_lr_ratio=0.1), S.WarmupStableDecay(7, 30, num_stable_steps=40, warmup_type="cosine",
+                                                decay_type="1-sqrt", min_lr_ratio=0.1), 90),
     ("wsd-linear-cycles", lambda hf, o: hf.get_wsd_schedule(
         o, 0, 25, num_stable_steps=5, warmup_type="1-sqrt", decay_type="linear",
-        min_lr_ratio=0.05, num_cycles=1.0), S.wsd(0, 25, num_stable_steps=5,
-                                                  warmup_type="1-sqrt", decay_type="linear",
-                                                  min_lr_ratio=0.05, num_cycles=1.0), 40),
+        min_lr_ratio=0.05, num_cycles=1.0), S.wsd(30, decay_steps=25, warmup_type="1-sqrt",
+                                                  decay_type="linear", floor=0.05,
+                                                  num_cycles=1.0), 40),
     ("inverse-sqrt", lambda hf, o: hf.get_inverse_sqrt_schedule(o, 10),
      S.InverseSqrt(10), 60),
     ("inverse-sqrt-timescale", lambda hf, o: hf.get_inverse_sqrt_schedule(o, 5, timescale=20),

@@ -5,8 +5,10 @@ base learning rate (peak 1.0), composable, with a torch ``LRScheduler`` adapter.
     sched(1234)                                  # a float multiplier
     scheduler = cadence.schedules.to_torch(optimizer, sched)   # a torch LRScheduler
 
-Names and arguments follow torch's ``lr_scheduler`` and Hugging Face's schedules where a
-counterpart exists (see docs/schedules.md). Every schedule round-trips through
+The lower-case factories (``cosine``, ``warmup_cosine``, ``wsd``, ...) share one vocabulary
+(``total_steps``, ``warmup_steps``, ``floor``, ...; see :mod:`cadence.schedules.factories`);
+the CamelCase classes they return keep the argument names of their torch ``lr_scheduler``
+or Hugging Face counterpart (see docs/schedules.md). Every schedule round-trips through
 ``to_dict()`` / :func:`from_dict`.
 """
 
@@ -26,44 +28,54 @@ from cadence.schedules.decay import (
     Step,
 )
 from cadence.schedules.epochs import epochs_to_steps
+from cadence.schedules.factories import (
+    constant,
+    cosine,
+    cyclic,
+    exponential,
+    inverse_sqrt,
+    linear,
+    multistep,
+    one_cycle,
+    polynomial,
+    sgdr,
+    step,
+    warmup,
+    warmup_cosine,
+    warmup_stable_decay,
+    wsd,
+)
 from cadence.schedules.preview import plot, preview
 from cadence.schedules.torch_adapter import ScheduleLR, to_torch
-from cadence.schedules.warmup import Warmup, WarmupStableDecay, warmup, warmup_cosine, wsd
+from cadence.schedules.warmup import Warmup, WarmupStableDecay
 
-# lower-case spellings of the kinds, as used in configuration strings and the CLI
-constant = Constant
-linear = Linear
-step = Step
-multistep = MultiStep
-exponential = Exponential
-polynomial = Polynomial
-cosine = Cosine
-sgdr = SGDR
-one_cycle = OneCycle
-cyclic = Cyclic
-inverse_sqrt = InverseSqrt
-warmup_stable_decay = wsd
-
-#: the names a configuration string may call (``"warmup(100, then=cosine(900))"``)
+#: the names a configuration string may call (``"warmup(100, then=cosine(900))"``): the
+#: lower-case factories (cadence's vocabulary), the composition helpers, and the classes
+#: under their own names with torch / Hugging Face arguments (``"Cosine(T_max=900)"``).
 FACTORIES: dict[str, Callable[..., Schedule]] = {
-    "constant": Constant,
-    "linear": Linear,
-    "step": Step,
-    "multistep": MultiStep,
-    "exponential": Exponential,
-    "polynomial": Polynomial,
-    "cosine": Cosine,
-    "sgdr": SGDR,
-    "one_cycle": OneCycle,
-    "cyclic": Cyclic,
-    "inverse_sqrt": InverseSqrt,
+    "constant": constant,
+    "linear": linear,
+    "step": step,
+    "multistep": multistep,
+    "exponential": exponential,
+    "polynomial": polynomial,
+    "cosine": cosine,
+    "sgdr": sgdr,
+    "one_cycle": one_cycle,
+    "cyclic": cyclic,
+    "inverse_sqrt": inverse_sqrt,
     "wsd": wsd,
-    "warmup_stable_decay": wsd,
+    "warmup_stable_decay": warmup_stable_decay,
     "warmup": warmup,
     "warmup_cosine": warmup_cosine,
     "sequence": sequence,
     "join": join,
     "product": product,
+    **{
+        cls.__name__: cls
+        for cls in (Constant, Linear, Step, MultiStep, Exponential, Polynomial, Cosine, SGDR,
+                    OneCycle, Cyclic, InverseSqrt, Warmup, WarmupStableDecay)
+    },
 }
 
 __all__ = [

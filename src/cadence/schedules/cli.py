@@ -1,20 +1,23 @@
 """``cadence schedule SPEC``: print (and optionally plot) a schedule's values.
 
 SPEC is a JSON ``to_dict`` object or a call such as
-``"warmup(50, then=cosine(950, floor=0.1))"``. Calls are parsed with :mod:`ast`: only the
-names in ``cadence.schedules.FACTORIES`` may be called and every argument must be a
-literal (numbers, strings, lists, ...) or such a call, so nothing arbitrary is evaluated.
+``"warmup(50, then=cosine(950, floor=0.1))"`` (the lower-case factories) or
+``"Cosine(T_max=950)"`` (a class, with its torch / Hugging Face arguments). Calls are
+parsed with :mod:`ast`: only the names in ``cadence.schedules.FACTORIES`` may be called and
+every argument must be a literal (numbers, strings, lists, ...) or such a call, so nothing
+arbitrary is evaluated.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import sys
 from typing import Any
 
-from cadence.schedules.base import Schedule, from_dict
+from cadence.schedules.base import Schedule, from_dict, kinds
 
 
 def parse_spec(text: str) -> Schedule:
@@ -49,7 +52,7 @@ def _evaluate(node: ast.AST) -> Any:
             raise ValueError("*args and **kwargs are not allowed in a schedule spec")
         args = [_evaluate(a) for a in node.args]
         kwargs = {str(kw.arg): _evaluate(kw.value) for kw in node.keywords}
-        return FACTORIES[node.func.id](*args, **kwargs)
+        return _call(node.func.id, FACTORIES[node.func.id], args, kwargs)
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [_evaluate(e) for e in node.elts]
         return items if isinstance(node, ast.List) else tuple(items)
@@ -59,6 +62,24 @@ def _evaluate(node: ast.AST) -> Any:
         raise ValueError(
             f"only literals and schedule calls are allowed, got {ast.unparse(node)!r}"
         ) from None
+
+
+def _call(name: str, factory: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``factory(*args, **kwargs)``; arguments that do not fit name the expected ones."""
+    signature = inspect.signature(factory)
+    empty = inspect.Parameter.empty
+    signature = signature.replace(
+        parameters=[p.replace(annotation=empty) for p in signature.parameters.values()],
+        return_annotation=empty,
+    )
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        cls = kinds().get(name)
+        hint = (f" ({cls.__name__}(...) takes the torch / Hugging Face argument names)"
+                if cls is not None and cls.__name__ != name else "")
+        raise ValueError(f"{name}{signature}: {err}{hint}") from None
+    return factory(*args, **kwargs)
 
 
 def _sample_steps(total: int, count: int = 11) -> list[int]:

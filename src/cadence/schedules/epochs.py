@@ -11,7 +11,7 @@ from cadence.schedules._checks import as_float, as_int
 
 def epochs_to_steps(epochs: Any, steps_per_epoch: int) -> Any:
     """Convert epochs to optimizer steps: a number, a list of numbers (e.g. milestones) or a
-    mapping of setting names to either (e.g. ``{"T_0": 10, "milestones": [30, 60]}``).
+    mapping of setting names to either (e.g. ``{"warmup_steps": 2, "milestones": [30, 60]}``).
 
     ``steps_per_epoch`` counts *optimizer* steps: with gradient accumulation over ``k``
     batches it is ``ceil(batches_per_epoch / k)``. Fractional epochs round to the nearest

@@ -1,4 +1,8 @@
-"""Warmups (linear, exponential, constant), warmup + cosine, and warmup-stable-decay."""
+"""Warmups (linear, exponential, constant) and warmup-stable-decay (Hugging Face semantics).
+
+The lower-case builders (``warmup``, ``warmup_cosine``, ``wsd``) are in
+:mod:`cadence.schedules.factories`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from cadence.schedules._checks import as_choice, as_float, as_floor, as_int
-from cadence.schedules.base import Schedule
-from cadence.schedules.decay import Constant, Cosine, _set
+from cadence.schedules.base import Schedule, _set
+from cadence.schedules.decay import Constant
 
 #: where each warmup starts when ``start`` is not given: 0 (HF's linear warmup), two
 #: decades below the target (exponential cannot start at 0), torch ``ConstantLR``'s 1/3.
@@ -37,7 +41,7 @@ class Warmup(Schedule):
         if not isinstance(self.then, Schedule):
             kind = type(self.then).__name__
             raise TypeError(f"then must be a Schedule, got {kind} {self.then!r}")
-        wtype = as_choice("kind", self.warmup_type, tuple(_DEFAULT_START))
+        wtype = as_choice("warmup_type", self.warmup_type, tuple(_DEFAULT_START))
         _set(self, "warmup_type", wtype)
         start = _DEFAULT_START[wtype] if self.start is None else self.start
         _set(self, "start", as_float("start", start, 0.0, 1.0, low_open=wtype == "exponential"))
@@ -54,29 +58,6 @@ class Warmup(Schedule):
         return start * (target / start) ** (step / self.n)
 
 
-def warmup(
-    n: int, then: Schedule | None = None, kind: str = "linear", start: float | None = None
-) -> Warmup:
-    """A warmup of ``n`` steps into ``then`` (default: constant 1.0); see :class:`Warmup`."""
-    return Warmup(n, Constant() if then is None else then, kind, start)
-
-
-def warmup_cosine(
-    total_steps: int, warmup_steps: int = 0, floor: float = 0.0, warmup: str = "linear"
-) -> Schedule:
-    """Warm up from 0 to 1 over ``warmup_steps``, then cosine to ``floor`` at ``total_steps``.
-
-    Matches Hugging Face's ``get_cosine_with_min_lr_schedule_with_warmup`` with
-    ``min_lr_rate=floor`` (and ``get_cosine_schedule_with_warmup`` for ``floor=0``).
-    """
-    total = as_int("total_steps", total_steps, 1)
-    w = as_int("warmup_steps", warmup_steps, 0)
-    if w >= total:
-        raise ValueError(f"warmup_steps must be < total_steps={total}, got {warmup_steps!r}")
-    decay = Cosine(total - w, floor)
-    return decay if w == 0 else Warmup(w, decay, warmup)
-
-
 _SHAPES = ("linear", "cosine", "1-sqrt")
 
 
@@ -86,8 +67,9 @@ class WarmupStableDecay(Schedule):
 
     Warm up from ``min_lr_ratio`` to 1 (``warmup_type``), hold 1 for ``num_stable_steps``,
     decay to ``min_lr_ratio`` (``decay_type``: ``"linear"``, ``"cosine"`` or the
-    ``"1-sqrt"`` tail), then stay there. Build it with :func:`wsd` to give
-    ``num_training_steps`` instead of ``num_stable_steps``.
+    ``"1-sqrt"`` tail), then stay there. The fields are HF's arguments (HF's
+    ``num_training_steps`` is ``num_warmup_steps + num_stable_steps + num_decay_steps``);
+    :func:`cadence.schedules.wsd` builds one from ``total_steps`` instead.
     """
 
     num_warmup_steps: int
@@ -134,42 +116,3 @@ class WarmupStableDecay(Schedule):
             return max(0.0, f * (1.0 - low) + low)
         return low
 
-
-def wsd(
-    num_warmup_steps: int,
-    num_decay_steps: int,
-    num_training_steps: int | None = None,
-    num_stable_steps: int | None = None,
-    warmup_type: str = "linear",
-    decay_type: str = "cosine",
-    min_lr_ratio: float = 0.0,
-    num_cycles: float = 0.5,
-) -> WarmupStableDecay:
-    """:class:`WarmupStableDecay` from HF ``get_wsd_schedule``'s arguments.
-
-    Give ``num_training_steps`` (the stable phase fills what warmup and decay leave) or
-    ``num_stable_steps``; giving both requires them to agree.
-    """
-    if num_training_steps is None and num_stable_steps is None:
-        raise ValueError("wsd needs num_training_steps or num_stable_steps, got neither")
-    if num_stable_steps is None:
-        total = as_int("num_training_steps", num_training_steps, 1)
-        num_stable_steps = total - as_int("num_warmup_steps", num_warmup_steps, 0) - as_int(
-            "num_decay_steps", num_decay_steps, 1
-        )
-        if num_stable_steps < 0:
-            raise ValueError(
-                f"num_training_steps={num_training_steps} is shorter than num_warmup_steps="
-                f"{num_warmup_steps} + num_decay_steps={num_decay_steps}"
-            )
-    elif num_training_steps is not None and (
-        num_warmup_steps + num_stable_steps + num_decay_steps != num_training_steps
-    ):
-        raise ValueError(
-            f"num_training_steps={num_training_steps} != num_warmup_steps + num_stable_steps + "
-            f"num_decay_steps = {num_warmup_steps} + {num_stable_steps} + {num_decay_steps}"
-        )
-    return WarmupStableDecay(
-        num_warmup_steps, num_decay_steps, num_stable_steps, warmup_type, decay_type,
-        min_lr_ratio, num_cycles,
-    )
