@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from cadence import schedules
+from cadence.schedules import Schedule
 
 #: half-decade grids (BENCHMARK.md): Adam family 1e-5 … 1, SGD family 1e-4 … 10
 ADAM_GRID = tuple(10 ** (k / 2) for k in range(-10, 1))
@@ -101,20 +103,12 @@ class Method:
 
 
 
-def warmup_cosine(
-    total_steps: int, warmup_fraction: float = WARMUP_FRACTION
-) -> Callable[[int], float]:
-    """Multiplier for ``LambdaLR``: linear warm-up from ~0 over the first
-    ``warmup_fraction`` of steps, then cosine to 0 at ``total_steps``."""
-    warmup = max(1, round(warmup_fraction * total_steps))
-
-    def fn(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return fn
+def warmup_cosine(total_steps: int, warmup_fraction: float = WARMUP_FRACTION) -> Schedule:
+    """Multiplier for ``LambdaLR``: :func:`cadence.schedules.warmup_cosine` (linear warmup
+    from 0 to the peak at step ``round(warmup_fraction * total_steps)``, then cosine to 0 at
+    ``total_steps``), the same curve as the ``cosine`` preset's at every step."""
+    warmup_steps = int(round(warmup_fraction * total_steps))
+    return schedules.warmup_cosine(total_steps=total_steps, warmup_steps=warmup_steps)
 
 
 class ScheduledTrainer(Trainer):
