@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mnist1d", reason="the demo's workload needs the [bench] extra (mnist1d)")
-pytest.importorskip("cadence.regime", reason="cadence.regime not built yet")
 
 from cadence.cli import main  # noqa: E402
 

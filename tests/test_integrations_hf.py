@@ -12,7 +12,6 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="needs the [hf] extra (transformers)")
 pytest.importorskip("accelerate", reason="the HF Trainer needs accelerate ([hf] extra)")
-pytest.importorskip("cadence.regime", reason="cadence.regime not built yet")
 
 from cadence.integrations.hf import CadenceTrainerCallback  # noqa: E402
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 pl = pytest.importorskip("lightning.pytorch", reason="needs the [lightning] extra (lightning)")
-pytest.importorskip("cadence.regime", reason="cadence.regime not built yet")
 
 from cadence.integrations.lightning import CadenceCallback  # noqa: E402
 

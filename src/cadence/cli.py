@@ -1,24 +1,21 @@
 """The ``cadence`` command line: ``cadence demo``, ``cadence bench``, ``cadence report``, …
 
-Each sub-command lives in its own module, which exposes ``register(subparsers)``; the
-module is imported only when listed here, so a missing optional extra breaks only the
-sub-command that needs it.
+Each sub-command lives in its own module, which exposes ``register(subparsers)``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from cadence import demo
+from cadence.bench import cli as bench_cli
+from cadence.report import cli as report_cli
+from cadence.schedules import cli as schedules_cli
 
 #: sub-command modules, each with ``register(subparsers) -> None`` that adds its parser
 #: and sets ``func`` (called with the parsed namespace, returns an exit code).
-_COMMAND_MODULES = (
-    "cadence.demo",
-    "cadence.bench.cli",
-    "cadence.report.cli",
-    "cadence.schedules.cli",
-)
+_COMMAND_MODULES = (demo, bench_cli, report_cli, schedules_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cadence", description="Adaptive training regimes for PyTorch."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("cadence"):
-                continue  # that part is not built yet
-            raise
+    for module in _COMMAND_MODULES:
         module.register(sub)
     return parser
 

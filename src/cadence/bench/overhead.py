@@ -117,7 +117,6 @@ def measure_overhead(
     try:
         import cadence
 
-        cadence.Regime  # noqa: B018 - fail here, with a clear message, when not built yet
         cadence.param_groups  # noqa: B018
     except Exception as err:
         log(f"[cadence bench overhead] skipped: cadence.Regime / param_groups unavailable ({err})")
