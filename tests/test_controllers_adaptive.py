@@ -16,11 +16,11 @@ from cadence.controllers.noise import NoiseAdaptiveLR
 from cadence.controllers.scale import (
     ScaleAware,
     estimate_fan_in,
-    lr_range_test,
     scale_defaults,
 )
 from cadence.controllers.weight_decay import WeightDecayControl
 from cadence.protocol import Context, GroupView
+from cadence.regime.lr_range import lr_range_test
 
 
 def ctx(step=100, groups=None, warmup=0, metrics=None, metrics_step=None, sched=None):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import inspect
 import json
 import math
 import random
@@ -110,19 +109,12 @@ def same(a: Any, b: Any) -> bool:
 
 def build(registry: Registry, key: str, /, **kwargs: Any) -> Any:
     """The part registered as ``key`` built with ``kwargs`` (which may hold the part's own
-    ``name=``, see :func:`create`)."""
-    return type(registry.create(key))(**kwargs)
-
-
-_NAME_CLASH = (inspect.signature(Registry.create).parameters["name"].kind
-               is not inspect.Parameter.POSITIONAL_ONLY)
+    ``name=``: ``Registry.create`` takes its key positionally)."""
+    return registry.create(key, **kwargs)
 
 
 def create(registry: Registry, name: str, config: dict[str, Any]) -> Any:
     """``registry.create(name, **config)``, the way a configuration file rebuilds a part."""
-    if "name" in config and _NAME_CLASH:
-        pytest.xfail("Registry.create(name, **kwargs) cannot pass a part's own name= "
-                     "argument; make it positional-only: def create(self, name, /, **kwargs)")
     return registry.create(name, **config)
 
 

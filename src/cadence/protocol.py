@@ -159,7 +159,7 @@ class Part:
                 self._config = config
             init(self, *args, **kw)
 
-        cls.__init__ = recording_init  # type: ignore[method-assign]
+        cls.__init__ = recording_init  # type: ignore[method-assign,assignment]
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (defaults included): ``type(self)(**config)`` rebuilds it."""
@@ -223,7 +223,7 @@ class Registry:
             )
         return self._items[name]
 
-    def create(self, name: str, **kwargs: Any) -> Any:
+    def create(self, name: str, /, **kwargs: Any) -> Any:
         return self.factory(name)(**kwargs)
 
     def names(self) -> list[str]:

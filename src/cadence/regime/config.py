@@ -218,14 +218,14 @@ def describe(regime: Any) -> dict[str, Any]:
 def _part_entry(part: Any) -> dict[str, Any]:
     """``{name, params}`` for config.json; a part built from objects JSON cannot hold is
     recorded with ``params: null`` and says so (loading such an entry is refused)."""
-    config = part.get_config()
+    config, registered = part.get_config(), type(part).name  # instances may rename
     try:
         json.dumps(config, allow_nan=True)
     except TypeError:
-        return {"name": part.name, "params": None,
+        return {"name": registered, "params": None,
                 "unrecorded": f"{type(part).__name__} was built from arguments that are not "
                               "plain data; build it in code"}
-    return {"name": part.name, "params": config}
+    return {"name": registered, "params": config}
 
 
 # ---- value parsers ---------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""The Regime's seams: knobs as the only writer, the two-phase form, host transfers, config."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import cadence
+from cadence.controllers.clara import ClaraController
+from cadence.controllers.momentum import MomentumControl
+from cadence.regime import Regime
+from cadence.signals.trend import LossTrend
+
+SRC = Path(__file__).parents[1] / "src" / "cadence"
+
+
+def make(preset: str = "cosine", opt_cls=torch.optim.SGD, **kwargs):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    extra = {"momentum": 0.9} if opt_cls is torch.optim.SGD else {}
+    opt = opt_cls(cadence.param_groups(model, lr=0.05, weight_decay=0.01), **extra)
+    return model, opt, Regime(opt, total_steps=40, preset=preset, **kwargs)
+
+
+def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(i)
+    x = torch.randn(32, 6, generator=g)
+    return x, x.sum(1, keepdim=True)
+
+
+def loss_of(model: torch.nn.Module, i: int) -> torch.Tensor:
+    x, y = batch(i)
+    return ((model(x) - y) ** 2).mean()
+
+
+def test_values_are_read_back_from_the_groups_not_a_shadow_copy() -> None:
+    model, opt, regime = make()
+    for i in range(3):
+        loss = loss_of(model, i)
+        loss.backward()
+        regime.step(loss)
+    group = opt.param_groups[0]
+    name = regime.group_names[0]
+    group["weight_decay"] = 0.5
+    group["momentum"] = 0.7
+    assert regime.values(name)["weight_decay"] == 0.5
+    assert regime.values(name)["momentum"] == 0.7
+    assert regime.state_dict()["knobs"]["values"][name]["weight_decay"] == 0.5
+
+
+def test_two_phase_form_matches_step_and_patches_nothing() -> None:
+    stepped_model, _, stepped = make(preset="auto")
+    model, opt, regime = make(preset="auto")
+    for i in range(25):
+        loss = loss_of(stepped_model, i)
+        loss.backward()
+        stepped.step(loss)
+        loss = loss_of(model, i)
+        loss.backward()
+        if regime.decide(loss):
+            opt.step()
+            regime.finish()
+        opt.zero_grad(set_to_none=True)
+    assert "step" not in vars(opt) and "zero_grad" not in vars(opt)
+    for a, b in zip(stepped_model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert regime.values() == stepped.values()
+    assert [e.to_dict() for e in regime.events] == [e.to_dict() for e in stepped.events]
+
+
+def test_decide_drops_the_gradients_of_a_skipped_step() -> None:
+    model, opt, regime = make()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = loss_of(model, 0) * float("nan")
+    loss.backward()
+    assert regime.decide(loss) is False
+    assert all(p.grad is None for p in model.parameters())
+    opt.step()  # what a trainer does next: changes nothing
+    regime.finish()  # nothing was decided: not counted
+    assert regime.step_count == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("preset", ["constant", "cosine", "plateau", "auto"])
+def test_one_host_transfer_per_step(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loss, the gradient norm (shared by guard and clipping) and the due signals'
+    inputs reach the host in one transfer; nothing else syncs (SGD itself never does)."""
+    model, _, regime = make(preset=preset, clip_norm=1.0)
+    counts: Counter[str] = Counter()
+    for method in ("item", "tolist", "cpu", "numpy", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *a, _original=original, _method=method, **k):
+            counts[_method] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    per_step = []
+    for i in range(30):
+        loss = loss_of(model, i)
+        loss.backward()
+        before = sum(counts.values())
+        regime.step(loss)
+        per_step.append(sum(counts.values()) - before)
+    monkeypatch.undo()
+    assert per_step == [1] * 30, (per_step, counts)
+
+
+def test_config_json_rebuilds_every_argument_of_the_users_parts(tmp_path: Path) -> None:
+    _, opt, regime = make(
+        preset="constant",
+        controllers=[MomentumControl(patience=7), ClaraController(c=0.3, name="clara_b")],
+        signals=[LossTrend(window=10)],
+        log_dir=tmp_path / "run",
+    )
+    regime.close()
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    params = {c["name"]: c["params"] for c in recorded["controllers"]}
+    assert params["momentum"]["patience"] == 7
+    assert params["clara"]["c"] == 0.3 and params["clara"]["name"] == "clara_b"
+    _, opt2, _ = make(preset="constant")
+    rebuilt = Regime.from_config(opt2, tmp_path / "run" / "config.json")
+    assert [c.get_config() for c in rebuilt._user_controllers] == [
+        c.get_config() for c in regime._user_controllers
+    ]
+    assert [s.get_config() for s in rebuilt._user_signals] == [{
+        **LossTrend(window=10).get_config()
+    }]
+    assert rebuilt._user_signals[0].get_config()["window"] == 10
+
+
+def test_only_knobs_and_the_drop_in_optimizers_write_param_groups() -> None:
+    """DESIGN: one writer of hyper-parameters. Any ``group[...] = `` or in-place fill on
+    a param group outside regime/knobs.py and optim/ is a second writer."""
+    write = re.compile(r"\b(g|group|grp|pg|param_group)\[[^]]+\]\s*=[^=]|\.fill_\(")
+    allowed = {SRC / "regime" / "knobs.py"} | set((SRC / "optim").rglob("*.py"))
+    offenders = [
+        f"{path.relative_to(SRC)}:{n}: {line.strip()}"
+        for path in SRC.rglob("*.py") if path not in allowed
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if write.search(line)
+    ]
+    assert not offenders, "writes into param_groups outside knobs.py:\n" + "\n".join(offenders)
