@@ -5,6 +5,12 @@ every parameter group over time, the signals behind the decisions, and each even
 on those curves with its source and reason (skips and rollbacks drawn in red), plus a
 summary header and an event table. plotly.js is embedded inline, so the file opens with
 no network. Several runs overlay on the same axes (one colour per run and group).
+
+A run folder may come from anyone, so nothing read from it becomes markup: text in the page
+is HTML-escaped; text handed to plotly (trace names, panel titles, category labels, hover
+text), which plotly reads as a small subset of HTML, is escaped with ``_plain`` so it is
+shown as written; and plotly embeds each figure's JSON in its ``<script>`` with ``<``, ``>``
+and ``/`` written as ``\\u003c`` etc., which ``_script_safe`` checks (docs/security.md).
 """
 
 from __future__ import annotations
@@ -79,9 +85,9 @@ def render_dashboard(runs: Sequence[str | Path | RunData], title: str | None = N
     config = {"displaylogo": False, "responsive": True}
     parts = []
     for anchor, heading, fig in figures:
-        div = fig.to_html(
+        div = _script_safe(fig.to_html(
             full_html=False, include_plotlyjs=False, div_id=f"fig-{anchor}", config=config
-        )
+        ))
         parts.append(f'<section id="{anchor}"><h2>{html.escape(heading)}</h2>{div}</section>')
 
     page_title = title or "cadence · " + " vs ".join(r.name for r in loaded)
@@ -122,14 +128,14 @@ def _loss_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any:
         colour = colours.get(run.name, None)
         xs, ys = _thin(steps, losses)
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines", name=f"{run.name} · train loss",
+            x=xs, y=ys, mode="lines", name=_plain(f"{run.name} · train loss"),
             line={"color": colour, "width": 1.5}, legendgroup=run.name,
         ))
         for name, (msteps, mvalues) in run.metric_series().items():
             if "loss" in name.lower():
                 all_losses += mvalues
                 fig.add_trace(go.Scatter(
-                    x=msteps, y=mvalues, mode="lines+markers", name=f"{run.name} · {name}",
+                    x=msteps, y=mvalues, mode="lines+markers", name=_plain(f"{run.name} · {name}"),
                     line={"color": colour, "dash": "dash"}, legendgroup=run.name,
                 ))
         # every event as a marker on the training-loss curve, hover = source and reason
@@ -139,7 +145,7 @@ def _loss_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any:
             fig.add_trace(go.Scatter(
                 x=[e["step"] for e in ev],
                 y=[_interp(steps, losses, e["step"]) for e in ev],
-                mode="markers", name=f"{run.name} · {kind} events",
+                mode="markers", name=_plain(f"{run.name} · {kind} events"),
                 marker={"symbol": symbol, "color": kcolour,
                         "size": 11 if kind in ALERT_KINDS else 7,
                         "line": {"width": 1, "color": "white"} if kind == "change" else None},
@@ -165,7 +171,7 @@ def _metrics_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | No
             if series is None:
                 continue
             fig.add_trace(go.Scatter(
-                x=series[0], y=series[1], mode="lines+markers", name=run.name,
+                x=series[0], y=series[1], mode="lines+markers", name=_plain(run.name),
                 line={"color": colours.get(run.name, None)}, legendgroup=run.name,
                 showlegend=i == 0,
             ), row=row + 1, col=col + 1)
@@ -182,7 +188,8 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
     knobs = [k for k in knob_order if k in present] + sorted(present - set(knob_order))
     if not knobs:
         return None
-    fig = make_subplots(rows=len(knobs), cols=1, shared_xaxes=True, subplot_titles=knobs,
+    fig = make_subplots(rows=len(knobs), cols=1, shared_xaxes=True,
+                        subplot_titles=[_plain(k) for k in knobs],
                         vertical_spacing=min(0.08, 0.3 / len(knobs)))
     for i, knob in enumerate(knobs, start=1):
         values_seen: list[float] = []
@@ -191,11 +198,11 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
                 values_seen += values
                 xs, ys = _thin(steps, values)
                 fig.add_trace(go.Scatter(
-                    x=xs, y=ys, mode="lines", name=f"{run.name} · {group}",
+                    x=xs, y=ys, mode="lines", name=_plain(f"{run.name} · {group}"),
                     line={"color": colours.get(run.name, group), "width": 1.5, "shape": "hv"},
                     legendgroup=f"{run.name}/{group}", showlegend=i == 1,
-                    hovertemplate=f"{html.escape(group)}<br>step %{{x}}<br>{knob} %{{y:.4g}}"
-                    "<extra></extra>",
+                    hovertemplate=f"{_template_text(group)}<br>step %{{x}}<br>"
+                    f"{_template_text(knob)} %{{y:.4g}}<extra></extra>",
                 ), row=i, col=1)
             changes = [e for e in run.events if e.get("knob") == knob]
             for kind, events in _by_kind(changes).items():
@@ -205,7 +212,8 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
                 values_seen += [y for y in ys if y is not None]
                 fig.add_trace(go.Scatter(
                     x=[e["step"] for e in ev], y=ys, mode="markers",
-                    name=f"{run.name} · {kind} events", legendgroup=f"{run.name}/events/{kind}",
+                    name=_plain(f"{run.name} · {kind} events"),
+                    legendgroup=f"{run.name}/events/{kind}",
                     showlegend=False,
                     marker={"symbol": symbol, "size": 7, "color": kcolour,
                             "line": {"width": 1, "color": "white"}},
@@ -232,7 +240,7 @@ def _signals_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | No
                 continue
             xs, ys = _thin(*series)
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=run.name, showlegend=i == 0,
+                x=xs, y=ys, mode="lines", name=_plain(run.name), showlegend=i == 0,
                 line={"color": colours.get(run.name, None), "width": 1.2},
                 legendgroup=run.name,
             ), row=row + 1, col=col + 1)
@@ -243,7 +251,7 @@ def _signals_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | No
                 fig.add_trace(go.Scatter(
                     x=[e["step"] for e in used],
                     y=[_as_num(e["signals"][name]) for e in used], mode="markers",
-                    name=f"{run.name} · decisions", showlegend=False,
+                    name=_plain(f"{run.name} · decisions"), showlegend=False,
                     marker={"size": 6, "color": "#e45756", "symbol": "circle-open"},
                     hovertext=[_event_hover(e) for e in used], hoverinfo="text",
                 ), row=row + 1, col=col + 1)
@@ -298,14 +306,14 @@ def _timeline_figure(go: Any, runs: list[RunData]) -> Any | None:
         for kind, events in _by_kind(run.events).items():
             symbol, kcolour = _KIND_STYLE.get(kind, ("circle-open", "#555"))
             ev = _thin_events(events)
-            ys = [f"{run.name} · {e.get('source') or '?'}" if many else str(e.get("source") or "?")
-                  for e in ev]
+            ys = [_plain(f"{run.name} · {e.get('source') or '?'}" if many
+                         else str(e.get("source") or "?")) for e in ev]
             for lane in ys:
                 if lane not in lanes:
                     lanes.append(lane)
             fig.add_trace(go.Scatter(
                 x=[e["step"] for e in ev], y=ys, mode="markers",
-                name=f"{run.name} · {kind}" if many else kind,
+                name=_plain(f"{run.name} · {kind}" if many else kind),
                 marker={"symbol": symbol, "color": kcolour,
                         "size": 12 if kind in ALERT_KINDS else 8},
                 hovertext=[_event_hover(e) for e in ev], hoverinfo="text",
@@ -446,7 +454,8 @@ def _panel_grid(titles: list[str]) -> tuple[Any, int, int]:
 
     cols = min(3, len(titles))
     rows = -(-len(titles) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.07)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_plain(t) for t in titles],
+                        horizontal_spacing=0.07)
     return fig, rows, cols
 
 
@@ -511,17 +520,50 @@ def _fmt(value: Any) -> str:
 
 
 def _event_hover(e: dict[str, Any]) -> str:
-    head = f"<b>{html.escape(str(e.get('kind') or 'change'))}</b> · step {e.get('step')}"
-    lines = [head, f"source: {html.escape(str(e.get('source') or '?'))}"]
+    """Hover text for one event: plotly's HTML subset, every value from the file escaped."""
+    head = f"<b>{_plain(e.get('kind') or 'change')}</b> · step {_plain(e.get('step'))}"
+    lines = [head, f"source: {_plain(e.get('source') or '?')}"]
     if e.get("knob"):
-        lines.append(f"{html.escape(str(e.get('group') or 'all'))}/{html.escape(str(e['knob']))}:"
-                     f" {_fmt(e.get('old'))} → {_fmt(e.get('new'))}")
+        lines.append(f"{_plain(e.get('group') or 'all')}/{_plain(e['knob'])}:"
+                     f" {_plain(_fmt(e.get('old')))} → {_plain(_fmt(e.get('new')))}")
     if e.get("reason"):
-        lines.append(html.escape(_wrap(str(e["reason"]))).replace("\n", "<br>"))
+        lines.append(_plain(_wrap(str(e["reason"]))).replace("\n", "<br>"))
     sigs = _pick_signals(e, 5)
     if sigs:
-        lines.append(", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in sigs))
+        lines.append(", ".join(f"{_plain(k)}={_plain(_fmt(v))}" for k, v in sigs))
     return "<br>".join(lines)
+
+
+def _plain(text: Any) -> str:
+    """``text`` for a plotly string (trace name, title, category, hover text): plotly reads
+    those as a subset of HTML (``<b>``, ``<a href>``, ``<br>``, entities), so ``&``, ``<``
+    and ``>`` are escaped and the text is shown exactly as written, never as a tag."""
+    return html.escape(str(text), quote=False)
+
+
+def _template_text(text: Any) -> str:
+    """``_plain`` for a ``hovertemplate``, whose ``%{...}`` would also be substituted."""
+    return _plain(text).replace("%", "&#37;")
+
+
+#: What may not appear inside an embedded script: a closing tag, a comment opener, or
+#: a line separator that ends a JS string in older engines.
+_SCRIPT_BREAKERS = re.compile(r"</script|<!--|<script|\u2028|\u2029", re.IGNORECASE)
+
+
+def _script_safe(div: str) -> str:
+    """Check a figure's HTML from plotly: the one ``<script>`` it holds must not contain
+    anything that closes it early, whatever the data. plotly (>= 5.18) escapes ``<``, ``>``
+    and ``/`` in the embedded JSON; this guards the dashboard against a plotly that does not."""
+    start = div.find("<script")
+    end = div.rfind("</script>")
+    body = div[div.find(">", start) + 1:end] if 0 <= start < end else ""
+    if start < 0 or end < 0 or _SCRIPT_BREAKERS.search(body):
+        raise RuntimeError(
+            "plotly embedded figure data in a <script> without escaping '<' and '/'; "
+            "upgrade plotly (pip install 'plotly>=5.18') to draw this run safely"
+        )
+    return div
 
 
 def _pick_signals(e: dict[str, Any], k: int) -> list[tuple[str, Any]]:

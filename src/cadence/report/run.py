@@ -164,11 +164,27 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
             except json.JSONDecodeError:
                 bad += 1
                 continue
-            if isinstance(row, dict):
+            if isinstance(row, dict) and _well_formed(row):
                 rows.append(row)
             else:
                 bad += 1
     return rows, bad
+
+
+#: Fields that, when present and not null, must hold a table (name -> value).
+_TABLE_FIELDS: tuple[str, ...] = ("signals", "metrics", "values")
+
+
+def _well_formed(row: dict[str, Any]) -> bool:
+    """A line the dashboard can draw: ``step`` (if given) is a finite number and the named
+    tables are tables. Anything else, e.g. markup where a step belongs, is skipped and
+    counted like a malformed line."""
+    step = row.get("step")
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step)
+    ):
+        return False
+    return all(row.get(key) is None or isinstance(row[key], dict) for key in _TABLE_FIELDS)
 
 
 def _as_float(value: Any) -> float | None:
