@@ -15,7 +15,7 @@ import ast
 import inspect
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from cadence.schedules.base import Schedule, from_dict, kinds
 
@@ -29,39 +29,91 @@ def parse_spec(text: str) -> Schedule:
         except json.JSONDecodeError as err:
             raise ValueError(f"schedule spec is not valid JSON: {err}") from None
         return from_dict(data)
+    if len(text) > MAX_SPEC_CHARS:
+        raise ValueError(f"schedule spec is {len(text)} characters long; at most "
+                         f"{MAX_SPEC_CHARS} are allowed")
     try:
         node = ast.parse(text, mode="eval").body
+        result = _evaluate(node)
     except SyntaxError as err:
         raise ValueError(f"cannot parse schedule spec {text!r}: {err.msg}") from None
-    result = _evaluate(node)
+    except (RecursionError, MemoryError):
+        raise ValueError("schedule spec is nested too deeply to parse") from None
     if not isinstance(result, Schedule):
         raise ValueError(f"schedule spec {text!r} is not a schedule call, e.g. 'cosine(1000)'")
     return result
 
 
+#: Longest schedule spec accepted; real specs are a line, and a cap keeps parsing cheap.
+MAX_SPEC_CHARS = 4000
+#: Expressions refused with a message of their own (any other kind is refused too).
+_REFUSED: tuple[tuple[type[ast.AST] | tuple[type[ast.AST], ...], str], ...] = (
+    (ast.Attribute, "attribute access is"),
+    (ast.Subscript, "subscripts are"),
+    (ast.Lambda, "lambdas are"),
+    ((ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp), "comprehensions are"),
+    (ast.Starred, "*args are"),
+    ((ast.BinOp, ast.BoolOp, ast.Compare, ast.IfExp), "operators are"),
+    ((ast.Dict, ast.Set), "dicts and sets are"),
+    ((ast.JoinedStr, ast.FormattedValue), "f-strings are"),
+    (ast.NamedExpr, "assignments are"),
+)
+
+
 def _evaluate(node: ast.AST) -> Any:
+    """Evaluate a whitelisted expression: a call of a name in ``FACTORIES`` with keyword
+    arguments, a number, string, bool or None, a unary minus on a number, or a list/tuple
+    of those. Anything else (attributes, subscripts, other names or calls, lambdas,
+    comprehensions, operators, ``*``/``**`` arguments) is refused before anything runs,
+    with the offending piece named."""
     from cadence.schedules import FACTORIES
 
     if isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name) or node.func.id not in FACTORIES:
-            name = ast.unparse(node.func)
-            raise ValueError(f"unknown schedule {name!r}; known: {sorted(FACTORIES)}")
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(
-            kw.arg is None for kw in node.keywords
-        ):
-            raise ValueError("*args and **kwargs are not allowed in a schedule spec")
+        if isinstance(node.func, ast.Attribute):
+            _refuse(node.func, "attribute access is not allowed")
+        if not isinstance(node.func, ast.Name):
+            _refuse(node.func, "only a schedule name may be called")
+        if node.func.id not in FACTORIES:
+            raise ValueError(f"calling {node.func.id!r} is not allowed in a schedule spec; "
+                             f"known schedules: {', '.join(sorted(FACTORIES))}")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                _refuse(arg, "*args are not allowed")
+        for kw in node.keywords:
+            if kw.arg is None:
+                _refuse(kw.value, "**kwargs are not allowed", prefix="**")
         args = [_evaluate(a) for a in node.args]
         kwargs = {str(kw.arg): _evaluate(kw.value) for kw in node.keywords}
         return _call(node.func.id, FACTORIES[node.func.id], args, kwargs)
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [_evaluate(e) for e in node.elts]
         return items if isinstance(node, ast.List) else tuple(items)
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise ValueError(
-            f"only literals and schedule calls are allowed, got {ast.unparse(node)!r}"
-        ) from None
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        _refuse(node, f"{type(value).__name__} constants are not allowed")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _evaluate(node.operand)
+        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+            return -operand if isinstance(node.op, ast.USub) else operand
+        _refuse(node, "a sign may only precede a number")
+    if isinstance(node, ast.Name):
+        if node.id in FACTORIES:
+            _refuse(node, "a schedule must be called, e.g. 'cosine(1000)'")
+        _refuse(node, "names are not allowed (only schedule calls and literals)")
+    for kind, what in _REFUSED:
+        if isinstance(node, kind):
+            _refuse(node, f"{what} not allowed")
+    _refuse(node, f"{type(node).__name__} expressions are not allowed")
+
+
+def _refuse(node: ast.AST, why: str, prefix: str = "") -> NoReturn:
+    """Raise the ``ValueError`` for a refused piece of a spec, quoting that piece."""
+    piece = prefix + ast.unparse(node)
+    raise ValueError(f"schedule spec: {why}: {piece!r}; a spec holds only "
+                     "schedule calls (e.g. 'warmup(100, then=cosine(900))'), numbers, strings, "
+                     "True/False/None and lists of those")
 
 
 def _call(name: str, factory: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
