@@ -55,14 +55,14 @@ class Schedule:
         return out
 
     def __mul__(self, other: object) -> Schedule:
-        from cadence.schedules.compose import product
-
-        if isinstance(other, Schedule):
-            return product(self, other)
+        # Product and Constant are looked up by kind, so this module imports none of the
+        # modules that subclass Schedule (the package imports them all before use).
+        constant: Any = _KINDS["constant"]
+        product: Any = _KINDS["product"]
         if isinstance(other, (int, float)) and not isinstance(other, bool):
-            from cadence.schedules.decay import Constant
-
-            return product(self, Constant(float(other)))
+            other = constant(float(other))
+        if isinstance(other, Schedule):
+            return product((self, other))
         return NotImplemented
 
     __rmul__ = __mul__
