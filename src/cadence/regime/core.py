@@ -204,7 +204,6 @@ class Regime:
         proposals = [p for c in self.controllers for p in c.propose(self.signals, context)]
         proposals += self.guard.reintroduce(m.step) if self.guard else []
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
-        self.knobs.write_lr(m.step)
         if clip_at is not None:
             self.signals["clip_threshold"] = clip_at
             self.knobs.clip(m.grads, m.norm_tensor, m.grad_norm, clip_at)

@@ -12,6 +12,7 @@ observed validation metric).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -30,14 +31,22 @@ def quadratic_forecast(y: np.ndarray) -> tuple[float, float]:
     """One-step-ahead forecast of ``y`` by a least-squares quadratic in time, and its
     prediction standard error (residual σ × √(1 + leverage))."""
     n = len(y)
-    t = (np.arange(n, dtype=np.float64) - n / 2) / n
-    design = np.vander(t, 3)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    design, pinv, x0, leverage = _quadratic_fit(n)
+    coef = pinv @ y
     resid = y - design @ coef
     sigma = math.sqrt(float(resid @ resid) / max(n - 3, 1))
+    return float(x0 @ coef), sigma * math.sqrt(1.0 + leverage)
+
+
+@functools.lru_cache(maxsize=8)
+def _quadratic_fit(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The fixed parts of the fit over ``n`` points: design matrix, its pseudo-inverse,
+    the forecast point's row and its leverage (computed once per window length)."""
+    t = (np.arange(n, dtype=np.float64) - n / 2) / n
+    design = np.vander(t, 3)
     x0 = np.vander(np.array([n / 2 / n]), 3)[0]
     leverage = float(x0 @ np.linalg.solve(design.T @ design, x0))
-    return float(x0 @ coef), sigma * math.sqrt(1.0 + leverage)
+    return design, np.linalg.pinv(design), x0, leverage
 
 
 @SIGNALS.register("drift")
