@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cadence.regime.guard import Guard, GuardError
 from cadence.regime import Regime
+from cadence.regime.guard import Guard, GuardError
 from cadence.regime.snapshot import Snapshot
 
 
@@ -128,7 +128,7 @@ def test_consecutive_bad_steps_roll_back_and_repeated_rollbacks_stop(tmp_path):
     assert "step 6" in msg and "max_rollbacks=1" in msg
     assert str(tmp_path / "snapshot.pt") in msg and "step 5" in msg
     assert isinstance(info.value, RuntimeError)
-    on_disk = torch.load(tmp_path / "snapshot.pt", weights_only=False)
+    on_disk = torch.load(tmp_path / "snapshot.pt", weights_only=True)
     assert on_disk["step"] == 5 and on_disk["regime"]["step_count"] == 5
 
 

@@ -35,7 +35,7 @@ def test_resume_in_fresh_process_is_bit_exact(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for preset in rr.PRESETS:
         model, regime = reference[preset]
-        out = torch.load(tmp_path / f"{preset}-final.pt", weights_only=False)
+        out = torch.load(tmp_path / f"{preset}-final.pt", weights_only=True)
         for a, b in zip(model.parameters(), out["params"], strict=True):
             assert torch.equal(a.detach(), b), preset
         assert out["values"] == regime.values()

@@ -21,8 +21,11 @@ UNSAFE = {
         r"\byaml\.(load|unsafe_load|full_load|load_all|unsafe_load_all)\s*\("),
     "yaml unsafe loader": re.compile(r"\b(Unsafe|Full)?Loader\s*=\s*yaml\.(Unsafe|Full)?Loader\b"
                                      r"|yaml\.(UnsafeLoader|FullLoader)\b"),
-    "pickle / dill / marshal": re.compile(r"^\s*(import|from)\s+(c?pickle|dill|marshal|shelve)\b",
-                                          re.MULTILINE),
+    # loading through pickle (catching its UnpicklingError is fine), or any dill/marshal
+    "pickle / dill / marshal": re.compile(
+        r"\bc?pickle\.(load|loads|Unpickler)\b"
+        r"|^\s*from\s+c?pickle\s+import\s+.*\b(load|loads|Unpickler)\b"
+        r"|^\s*(import|from)\s+(dill|marshal|shelve)\b", re.MULTILINE),
     "allow_pickle=True": re.compile(r"allow_pickle\s*=\s*True"),
 }
 #: Built-ins that run a string as code; found by walking the syntax tree (not in comments).
@@ -90,6 +93,9 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert UNSAFE["yaml.load / unsafe_load / full_load"].search("data = yaml.load(text)")
     assert not UNSAFE["yaml.load / unsafe_load / full_load"].search("yaml.safe_load(text)")
     assert UNSAFE["yaml unsafe loader"].search("yaml.load(t, Loader=yaml.FullLoader)")
-    assert UNSAFE["pickle / dill / marshal"].search("import pickle\n")
+    assert UNSAFE["pickle / dill / marshal"].search("state = pickle.loads(blob)\n")
+    assert UNSAFE["pickle / dill / marshal"].search("from pickle import load\n")
+    assert UNSAFE["pickle / dill / marshal"].search("import dill\n")
+    assert not UNSAFE["pickle / dill / marshal"].search("except pickle.UnpicklingError:\n")
     assert _code_runner_calls("x = eval(spec)\nexec(s)") == [(1, "eval"), (2, "exec")]
     assert _code_runner_calls("# eval(x)\nast.literal_eval(x); model.eval()") == []

@@ -16,7 +16,7 @@ import torch
 from cadence.controllers.plateau import Plateau
 from cadence.regime import Regime
 
-PRESETS = ("constant", "cosine", "plateau", "auto")
+PRESETS = ("constant", "cosine", "plateau", "auto", "clara", "hypergradient")
 TOTAL, SPLIT = 14, 7
 
 
@@ -52,7 +52,7 @@ def main(folder: Path) -> None:
     torch.set_num_threads(1)
     for preset in PRESETS:
         model, opt, regime = build(preset)
-        ckpt = torch.load(folder / f"{preset}-ckpt.pt", weights_only=False)
+        ckpt = torch.load(folder / f"{preset}-ckpt.pt", weights_only=True)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         regime.load_state_dict(ckpt["regime"])

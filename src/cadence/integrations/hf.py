@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from cadence.integrations._trainer import finish_after_each_step, unwrap_optimizer
+from cadence.regime.snapshot import read_state_file
 
 try:
     from transformers import TrainerCallback
@@ -111,7 +112,7 @@ class CadenceTrainerCallback(TrainerCallback):
                 stacklevel=3,
             )
             return
-        self.regime.load_state_dict(torch.load(saved, weights_only=True))
+        self.regime.load_state_dict(read_state_file(saved))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Store the Regime's state in the checkpoint folder the Trainer has just written."""

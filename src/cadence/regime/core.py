@@ -374,6 +374,18 @@ class Regime:
         """
         load_regime_state(self, state)
 
+    def load_snapshot(self, path: str | Path | None = None) -> None:
+        """Go back to a known-good snapshot on disk (``log_dir/snapshot.pt`` by default):
+        parameters, optimizer state and the Regime's state as they were when it was taken.
+        The file is read with ``weights_only=True``: a crafted file is refused, not run."""
+        if path is None:
+            if self.run_folder is None:
+                raise ValueError("load_snapshot() needs a path when the Regime has no log_dir")
+            path = self.run_folder.snapshot_path
+        extra = self.snapshot.load(path)
+        self.snapshot.restore()
+        self.load_state_dict(extra["regime"])
+
     def close(self) -> None:
         """Close the sinks (files are flushed after every line anyway)."""
         for s in self.sinks:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -112,5 +113,38 @@ class Snapshot:
         os.replace(tmp, path)
         self.path = str(path)
 
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Read a file written by :meth:`save` into the snapshot (``restore`` then applies
+        it) and return its extra entries. The file is read with ``weights_only=True``: a
+        crafted file cannot run code, it is refused."""
+        data = read_state_file(path)
+        params = data.get("params")
+        if not isinstance(params, list) or len(params) != len(self.params) or any(
+            not isinstance(b, torch.Tensor) or b.shape != p.shape
+            for b, p in zip(params, self.params, strict=False)
+        ):
+            raise ValueError(f"{path} is not a snapshot of this optimizer's parameters")
+        self._param_bufs = [b.to(p.device, p.dtype) for b, p in zip(params, self.params,
+                                                                     strict=True)]
+        self._state = {int(i): dict(v) for i, v in data["optimizer_state"].items()}
+        self.step = int(data["step"])
+        self.path = str(path)
+        return {k: v for k, v in data.items() if k not in ("step", "params", "optimizer_state")}
 
-__all__ = ["Snapshot"]
+
+def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``, with a clear error for a file that holds
+    anything but tensors and plain data (such a file could run code when unpickled)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain data, so cadence refuses to "
+            f"load it (unpickling it could run code): {err}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a cadence state (a dict); got {type(data)}")
+    return data
+
+
+__all__ = ["Snapshot", "read_state_file"]
