@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cadence.bench.db import SCHEMA_VERSION, ResultsDB
-from cadence.bench.methods import METHODS, get_method, warmup_cosine
+from cadence.bench.methods import METHODS, get_method
 from cadence.bench.oracle import refinement_points, select_oracle
 from cadence.bench.report import (
     bootstrap_ci,
@@ -128,24 +128,6 @@ def test_every_method_runs_a_few_steps(name: str) -> None:
     assert row["status"] in ("ok", "diverged"), row.get("error")
     assert len(row["curve"]) == 3
     assert all(math.isfinite(p["lr"]) for p in row["curve"])
-
-
-def test_warmup_cosine_matches_torch_sequential_lr() -> None:
-    total, warm = 200, 10  # 5 % warm-up
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=1.0)
-    ref = torch.optim.lr_scheduler.SequentialLR(
-        opt,
-        [torch.optim.lr_scheduler.LinearLR(opt, 1 / warm, 1.0, total_iters=warm - 1),
-         torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm)],
-        milestones=[warm],
-    )
-    fn = warmup_cosine(total)
-    for step in range(total):
-        assert fn(step) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-6), step
-        opt.step()
-        ref.step()
-    assert fn(total) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_schedulefree_evaluates_at_averaged_weights() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cadence.regime.config import ConfigError, load_config_file, resolve_config
 from cadence.protocol import CONTROLLERS, Controller
+from cadence.regime.config import ConfigError, load_config_file, resolve_config
 from cadence.schedules.decay import Cosine
 from cadence.schedules.warmup import Warmup
 

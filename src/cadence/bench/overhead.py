@@ -114,13 +114,6 @@ def measure_overhead(
     """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``)."""
     if repeats < 2 or steps < 1:
         raise ValueError(f"need repeats >= 2 and steps >= 1, got repeats={repeats}, steps={steps}")
-    try:
-        import cadence
-
-        cadence.param_groups  # noqa: B018
-    except Exception as err:
-        log(f"[cadence bench overhead] skipped: cadence.Regime / param_groups unavailable ({err})")
-        return []
     torch.set_num_threads(1)
     results = []
     for wl_name in workloads:

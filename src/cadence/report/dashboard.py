@@ -37,7 +37,6 @@ _KIND_STYLE: dict[str, tuple[str, str]] = {  # kind -> (marker symbol, colour)
     "change": ("circle", "#636efa"),
     "replan": ("diamond", "#00a08b"),
     "drift": ("star", "#ab63fa"),
-    "warning": ("triangle-up", "#ff9f1c"),
     "skip": ("x", "#e4002b"),
     "rollback": ("x-thin-open", "#b00020"),
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Event kinds that mark trouble; the dashboard draws them in warning colours.
-ALERT_KINDS: tuple[str, ...] = ("skip", "rollback", "warning")
+ALERT_KINDS: tuple[str, ...] = ("skip", "rollback")
 
 
 @dataclass

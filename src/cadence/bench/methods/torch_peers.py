@@ -16,7 +16,7 @@ PLATEAU_PATIENCE = 5  # evaluations; torch's default of 10 rarely fires in a 20-
 
 
 def adamw_cosine(model: nn.Module, lr: float, ctx: RunContext) -> Trainer:
-    """The oracle family: AdamW, 5 % linear warm-up from ~0, cosine to 0."""
+    """The oracle family: AdamW, 5 % linear warm-up from 0, cosine to 0 (warmup_cosine)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=ctx.weight_decay)
     return ScheduledTrainer(opt, LambdaLR(opt, warmup_cosine(ctx.total_steps)))
 
