@@ -26,7 +26,6 @@ and the values that would have been accepted.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ import cadence.controllers  # noqa: F401  (registers the controllers)
 import cadence.signals  # noqa: F401  (registers the signals)
 from cadence import __version__ as cadence_version
 from cadence.protocol import CONTROLLERS, KNOBS, SIGNALS, Registry
+from cadence.regime.bounds import validate_bounds
 from cadence.regime.guard import Guard
 from cadence.regime.presets import PRESETS, resolve_preset
 from cadence.regime.schedule import schedule_to_dict
@@ -261,23 +261,21 @@ def _parse_log_dir(value: Any, source: str) -> str:
 
 
 def _parse_bounds(value: Any, source: str) -> dict[str, tuple[float, float]]:
+    """The Regime's own ``validate_bounds``, with errors that name the file and key."""
     if not isinstance(value, Mapping):
         raise ConfigError(f"{source}: bounds must be a table of knob -> [lo, hi], got {value!r}")
-    out: dict[str, tuple[float, float]] = {}
     for knob, pair in value.items():
         if knob not in KNOBS:
             raise ConfigError(f"{source}: bounds.{knob} is not allowed; allowed keys: "
                               f"{', '.join(KNOBS)}")
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(_is_number(v) for v in pair)):
-            raise ConfigError(f"{source}: bounds.{knob} = {pair!r} is not allowed; "
-                              "allowed values: a pair [lo, hi] of numbers")
-        lo, hi = float(pair[0]), float(pair[1])
-        if not math.isfinite(lo) or lo < 0 or math.isnan(hi) or hi < lo:
-            raise ConfigError(f"{source}: bounds.{knob} = {pair!r} is not allowed; "
-                              "allowed values: 0 <= lo <= hi")
-        out[knob] = (lo, hi)
-    return out
+        try:
+            validate_bounds({knob: pair})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"{source}: bounds.{knob} = {pair!r} is not allowed; allowed values: a pair "
+                f"[lo, hi] of numbers, 0 <= lo <= hi ({err})"
+            ) from None
+    return validate_bounds(value)
 
 
 def _parse_schedule(value: Any, source: str) -> Any:
@@ -355,12 +353,11 @@ def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
 
 
 def _build_part(registry: Any, name: str, params: dict[str, Any], where: str) -> Any:
-    accepted = _parameters(registry.factory(name))
-    if accepted is not None:
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise ConfigError(f"{where} ({name}): parameter(s) {', '.join(unknown)} not allowed;"
-                              f" allowed parameters: {', '.join(accepted) or '(none)'}")
+    accepted = list(registry.create(name).get_config())  # the recorded constructor args
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{where} ({name}): parameter(s) {', '.join(unknown)} not allowed;"
+                          f" allowed parameters: {', '.join(accepted) or '(none)'}")
     try:
         return registry.create(name, **params)
     except (TypeError, ValueError) as err:
@@ -384,11 +381,11 @@ def _parse_guard(value: Any, source: str) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, Mapping):
-        accepted = _parameters(Guard)
-        unknown = sorted(set(value) - set(accepted or value))
+        accepted = list(Guard().get_config())
+        unknown = sorted(set(value) - set(accepted))
         if unknown:
             raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
-                              f"parameters: {', '.join(accepted or [])}")
+                              f"parameters: {', '.join(accepted)}")
         return dict(value)
     raise ConfigError(f"{source}: guard = {value!r} is not allowed; allowed values: "
                       f"{CONFIG_KEYS['guard']}")
@@ -426,21 +423,6 @@ def _registry(key: str) -> Registry:
     """The controller or signal registry (importing cadence.controllers and
     cadence.signals registered every built-in part)."""
     return CONTROLLERS if key == "controllers" else SIGNALS
-
-
-def _parameters(factory: Callable[..., Any]) -> list[str] | None:
-    """Keyword names ``factory`` accepts, or None when it takes ``**kwargs``."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    names = []
-    for p in sig.parameters.values():
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            return None
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-            names.append(p.name)
-    return [n for n in names if n != "self"]
 
 
 def _is_number(v: Any) -> bool:

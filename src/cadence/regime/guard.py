@@ -29,7 +29,7 @@ import math
 from collections import deque
 from typing import Any
 
-from cadence.protocol import Proposal, Signals
+from cadence.protocol import Part, Proposal, Signals
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -38,11 +38,12 @@ class GuardError(RuntimeError):
     """Raised when the guard gives up: rollbacks keep happening."""
 
 
-class Guard:
+class Guard(Part):
     """Skip / rollback / cool-down / gradual re-introduction, plus adaptive clipping.
 
     Not a controller: the Regime asks it for a verdict before any controller runs, and
-    only it may bypass the arbiter's per-step clamp (its lr cut is urgent).
+    only it may bypass the arbiter's per-step clamp (its lr cut is urgent). Like every
+    part, it records its constructor arguments (``get_config()``) for ``config.json``.
 
     Args:
         spike_threshold: robust z-score of the loss above which a step is a spike.
@@ -133,25 +134,6 @@ class Guard:
         self.next_reintro = 0  # step of the next increment
         self.reintro_every = 1
         self.verify_after_rollback = False  # is the next loss the restored weights' first?
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, for ``config.json`` (``Guard(**config)`` rebuilds it)."""
-        keys = (
-            "spike_threshold",
-            "spike_window",
-            "min_history",
-            "spike_floor",
-            "scale_floor",
-            "max_bad_steps",
-            "lr_cut",
-            "reintro_steps",
-            "max_rollbacks",
-            "rollback_window",
-            "clip_percentile",
-            "clip_window",
-            "clip_min_history",
-        )
-        return {k: getattr(self, k) for k in keys}
 
     # -- verdict ------------------------------------------------------------------------------
     def spike_score(self, loss: float) -> float:
