@@ -22,13 +22,15 @@ from typing import Any
 
 import torch
 
+from cadence.regime.presets import default_warmup
+from cadence.regime.run_folder import RunFolder
+
 #: Default workload and its per-step budget: about a minute for both arms on 2 CPU cores.
 DEFAULT_WORKLOAD = "mnist1d-cnn"
 DEFAULT_STEPS = 3000
 #: Deliberately poor: AdamW + warmup/cosine on mnist1d-cnn is tuned near 1e-2 to 3e-2.
 DEFAULT_LR = 1e-4
 WEIGHT_DECAY = 0.01
-WARMUP_FRACTION = 0.05
 METRICS_EVERY = 10
 EVALUATIONS = 10  # validation (selection split) checks per run, fed to regime.observe
 
@@ -130,7 +132,7 @@ def run_demo(
     for w in wl.values():
         w.prepare()
     total = steps or (DEFAULT_STEPS if workload == DEFAULT_WORKLOAD else wl["cadence"].steps)
-    warmup = max(1, round(WARMUP_FRACTION * total))
+    warmup = default_warmup(total, None)  # the same warmup as auto's schedule
     metric = wl["cadence"].primary
     folder = Path(out) if out else Path("runs") / _dt.datetime.now().strftime(
         "demo-%Y%m%d-%H%M%S")
@@ -258,14 +260,11 @@ class _Arm:
 
 
 class _BaselineLog:
-    """Writes the baseline arm's run folder in the Regime's format (docs/formats.md), so
-    the dashboard can overlay a plain torch run on the cadence one."""
+    """Writes the baseline arm's run folder through the Regime's ``RunFolder``, so the
+    dashboard can overlay a plain torch run on the cadence one."""
 
     def __init__(self, folder: Path, opt: torch.optim.Optimizer, total: int, warmup: int,
                  workload: str, lr: float) -> None:
-        from cadence.events import JsonLines
-
-        folder.mkdir(parents=True, exist_ok=True)
         self.opt = opt
         self.names = [g.get("name") or f"group{i}" for i, g in enumerate(opt.param_groups)]
         config = {
@@ -279,9 +278,7 @@ class _BaselineLog:
                        for n, g in zip(self.names, opt.param_groups, strict=True)],
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        (folder / "config.json").write_text(json.dumps(config, indent=2))
-        (folder / "events.jsonl").write_text("")  # a plain schedule explains nothing
-        self.file = JsonLines(folder / "metrics.jsonl")
+        self.folder = RunFolder(folder, config)  # a plain schedule logs no events
 
     def metrics(self, step: int, loss: float, observed: dict[str, float] | None = None) -> None:
         values = {
@@ -293,10 +290,10 @@ class _BaselineLog:
                                "values": values, "signals": {}}
         if observed:
             row["metrics"] = observed
-        self.file.write_dict(row)
+        self.folder.metrics(row)
 
     def close(self) -> None:
-        self.file.close()
+        self.folder.close()
 
 
 class _Display:

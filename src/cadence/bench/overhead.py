@@ -1,8 +1,8 @@
 """Per-step overhead of cadence's presets against the same loop with the bare optimizer.
 
 Both arms train their own copy of the model (same initialisation) in one process,
-interleaved A/B/B/A block by block so drift in machine load hits both; warm-up steps
-are excluded. Per repeat we take the median step time of each arm and their ratio;
+interleaved step by step (A/B, then B/A) so drift in machine load hits both; warm-up
+steps are excluded. Per repeat we take the median step time of each arm and their ratio;
 reported as the median and inter-quartile range of the ratios. A ``control`` row times
 the bare loop against itself, which shows the noise floor. Memory: extra tensor bytes
 held by cadence (optimizer state plus the regime's state) over the bare optimizer's,
@@ -82,24 +82,22 @@ def _make_arm(workload: Any, preset: str | None, lr: float) -> _Arm:
     return _Arm(model, regime.step, lambda: [opt.state_dict()["state"], regime.state_dict()])
 
 
-def _block(
-    arm: _Arm, workload: Any, gen: torch.Generator, steps: int, heap: bool
-) -> tuple[list[float], float]:
-    times = []
-    if heap:
-        tracemalloc.start()
-    for i in range(steps):
-        batch = workload.batch(i, gen)
-        t0 = time.perf_counter()
-        loss = workload.loss(arm.model, batch)
-        loss.backward()
-        arm.step(loss)
-        times.append(time.perf_counter() - t0)
-    peak = 0.0
-    if heap:
-        peak = tracemalloc.get_traced_memory()[1] / 1024
-        tracemalloc.stop()
-    return times, peak
+def _timed_step(arm: _Arm, workload: Any, gen: torch.Generator, i: int) -> float:
+    batch = workload.batch(i, gen)
+    t0 = time.perf_counter()
+    loss = workload.loss(arm.model, batch)
+    loss.backward()
+    arm.step(loss)
+    return time.perf_counter() - t0
+
+
+def _heap_peak_kb(arm: _Arm, workload: Any, gen: torch.Generator, start: int, n: int) -> float:
+    tracemalloc.start()
+    for i in range(start, start + n):
+        _timed_step(arm, workload, gen, i)
+    peak = tracemalloc.get_traced_memory()[1] / 1024
+    tracemalloc.stop()
+    return peak
 
 
 def measure_overhead(
@@ -111,7 +109,12 @@ def measure_overhead(
     lr: float = 1e-3,
     log: Callable[[str], None] = print,
 ) -> list[OverheadResult]:
-    """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``)."""
+    """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``).
+
+    The two arms alternate step by step (ABAB…, then BABA… in the next repeat), so a slow
+    drift of the machine's speed hits both alike; per repeat the ratio of the arms'
+    median step times is one sample, reported as median and IQR over the repeats.
+    """
     if repeats < 2 or steps < 1:
         raise ValueError(f"need repeats >= 2 and steps >= 1, got repeats={repeats}, steps={steps}")
     torch.set_num_threads(1)
@@ -123,32 +126,35 @@ def measure_overhead(
             bare = _make_arm(wl, None, lr)
             other = _make_arm(wl, None if preset == "control" else preset, lr)
             gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-            _block(bare, wl, gen_a, warmup, False)
-            _block(other, wl, gen_b, warmup, False)
+            for i in range(warmup):
+                _timed_step(bare, wl, gen_a, i)
+                _timed_step(other, wl, gen_b, i)
+            heap_bare = _heap_peak_kb(bare, wl, gen_a, warmup, 5)
+            heap_other = _heap_peak_kb(other, wl, gen_b, warmup, 5)
             other.forwards = bare.forwards = 0
-            h_bare: list[float]
-            h_other: list[float]
-            ratios, t_bare, t_other, h_bare, h_other = [], [], [], [], []
+            ratios, t_bare, t_other = [], [], []
+            i = warmup + 5
             for r in range(repeats):
-                order = [(bare, gen_a), (other, gen_b)]
-                if r % 2:
-                    order.reverse()
-                meds = {}
-                for arm, gen in order:
-                    times, peak = _block(arm, wl, gen, steps, heap=(r == 0))
-                    meds[id(arm)] = statistics.median(times)
-                    if r == 0:
-                        (h_bare if arm is bare else h_other).append(peak)
-                t_bare.append(meds[id(bare)])
-                t_other.append(meds[id(other)])
-                ratios.append(meds[id(other)] / meds[id(bare)])
+                times: dict[int, list[float]] = {id(bare): [], id(other): []}
+                for k in range(steps):
+                    order = [(bare, gen_a), (other, gen_b)]
+                    if (k + r) % 2:
+                        order.reverse()
+                    for arm, gen in order:
+                        times[id(arm)].append(_timed_step(arm, wl, gen, i))
+                    i += 1
+                t_bare.append(statistics.median(times[id(bare)]))
+                t_other.append(statistics.median(times[id(other)]))
+                ratios.append(t_other[-1] / t_bare[-1])
             q = statistics.quantiles(ratios, n=4)
             extra = (_tensor_bytes(other.state()) - _tensor_bytes(bare.state())) / 2**20
             results.append(OverheadResult(
                 wl_name, preset, 1e3 * statistics.median(t_bare), 1e3 * statistics.median(t_other),
-                statistics.median(ratios), q[0], q[2], extra, h_bare[0], h_other[0],
+                statistics.median(ratios), q[0], q[2], extra, heap_bare, heap_other,
                 (other.forwards - bare.forwards) / (repeats * steps),
             ))
+            log(f"[overhead] {wl_name} {preset}: x{results[-1].ratio_median:.3f} "
+                f"(IQR {q[0]:.3f}-{q[2]:.3f})")
     return results
 
 

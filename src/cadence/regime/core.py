@@ -9,7 +9,6 @@ phases: :meth:`Regime.decide` before their step and :meth:`Regime.finish` after 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,9 +27,9 @@ from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
 from cadence.regime.measure import Measurement, Measurer, observed_values
 from cadence.regime.presets import resolve_preset
+from cadence.regime.recovery import Recovery
 from cadence.regime.run_folder import RunFolder
 from cadence.regime.schedule import GroupSchedules
-from cadence.regime.snapshot import Snapshot
 from cadence.regime.state import load_regime_state, regime_state
 
 _UNSET: Any = type("PresetDefault", (), {"__repr__": lambda self: "<preset default>"})()
@@ -145,7 +144,8 @@ class Regime:
         self.measure = Measurer(optimizer, self.group_names, self.signal_objs,
                                 self.accumulation_steps)
         self.arbiter = Arbiter(max_change, max_lr_spread, smoothing)
-        self.snapshot = Snapshot(optimizer)
+        self.recovery = Recovery(optimizer, self.guard, scaler, self.snapshot_every)
+        self.snapshot = self.recovery.snapshot
 
         self.step_count = 0
         self.signals: dict[str, float] = {}
@@ -160,6 +160,7 @@ class Regime:
         if self.log_dir is not None and distributed.rank() == 0:
             self.run_folder = RunFolder(self.log_dir, self.config())
             self.sinks.append(self.run_folder)
+        self._snapshot_path = self.run_folder.snapshot_path if self.run_folder else None
         self.knobs.write_lr(0)
 
     # -- the step -----------------------------------------------------------------------------
@@ -192,21 +193,25 @@ class Regime:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         m = self.measure.measure(self.step_count, closure)
-        clip_at = self.knobs.clip_threshold(self.guard.clip_threshold() if self.guard else None)
-        verdict, reason = self._verdict(m)
+        clip_at = self.knobs.clip_threshold(self.recovery.clip_threshold())
+        verdict, reason = self.recovery.verdict(m)
         if verdict in ("skip", "rollback"):
-            return self._drop_step(m, verdict, reason)
+            self.signals.update(m.raw)
+            self._log(self.recovery.act(m, verdict, reason, self.knobs, self.arbiter,
+                                        self.signals))
+            return False
         if verdict == "shift":  # a real change of the data: record it and train on
-            self._log([Event(m.step, None, None, None, None, "guard", reason, m.raw, "drift")])
+            self._log(self.recovery.act(m, verdict, reason, self.knobs, self.arbiter,
+                                        self.signals))
         self.signals.update(self.measure.derive(m))
-        self._take_snapshot(m.step)
+        self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict)
         context = self._context(m.step)
         proposals = [p for c in self.controllers for p in c.propose(self.signals, context)]
-        proposals += self.guard.reintroduce(m.step) if self.guard else []
+        proposals += self.recovery.reintroduce(m.step)
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
         if clip_at is not None:
             self.signals["clip_threshold"] = clip_at
-            self.knobs.clip(m.grads, m.norm_tensor, m.grad_norm, clip_at)
+            self.knobs.clip(m.grads, m.grad_norm, clip_at)
         self._decided = m
         return True
 
@@ -220,49 +225,6 @@ class Regime:
         self.knobs.write_lr(self.step_count)  # the lr of the next update, as a torch scheduler
         if self.step_count % self.metrics_every == 0:
             self._write_metrics(m.loss, None)
-
-    def _verdict(self, m: Measurement) -> tuple[str, str]:
-        if self.scaler is not None and m.raw["nonfinite"] > 0 and math.isfinite(m.raw["loss"]):
-            return "skip", "GradScaler found inf/NaN gradients"
-        if self.guard is None:
-            return "ok", ""
-        try:
-            return self.guard.check(m.raw, m.step)
-        except GuardError as err:
-            where = self.snapshot.path or "in memory only (set log_dir to keep it on disk)"
-            raise GuardError(
-                f"{err}. Last known-good snapshot: step {self.snapshot.step}, {where}"
-            ) from None
-
-    def _drop_step(self, m: Measurement, verdict: str, reason: str) -> bool:
-        """Skip (drop the gradients) or roll back to the snapshot and cut the lr."""
-        if self.scaler is not None:
-            self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.signals.update(m.raw)
-        source = "scaler" if reason.startswith("GradScaler") else "guard"
-        if verdict == "skip":
-            self._log([Event(m.step, None, None, None, None, source, reason, m.raw, "skip")])
-            return False
-        assert self.guard is not None
-        if self.snapshot.valid:
-            self.snapshot.restore()
-            self.guard.rewind(self.snapshot.step)  # type: ignore[arg-type]
-            reason = f"{reason}; restored the snapshot of step {self.snapshot.step}"
-        else:
-            reason = f"{reason}; no snapshot yet, parameters kept"
-        self._log([Event(m.step, None, None, None, None, "guard", reason, m.raw, "rollback")])
-        cut = [self.guard.after_rollback(m.step)]
-        self._log(self.knobs.decide(self.arbiter, cut, m.step, self.signals))
-        self.knobs.write_lr(m.step)
-        return False
-
-    def _take_snapshot(self, step: int) -> None:
-        if self.guard is None or not self.snapshot_every or step % self.snapshot_every:
-            return
-        self.snapshot.take(step)
-        if self.run_folder is not None:
-            self.snapshot.save(self.run_folder.snapshot_path, {"regime": self.state_dict()})
 
     def _context(self, step: int) -> Context:
         views = self.knobs.views(step) if self.controllers else []

@@ -279,13 +279,11 @@ class Knobs:
         return min(thr) if thr else None
 
     @staticmethod
-    def clip(
-        grads: list[torch.Tensor], norm_t: torch.Tensor, norm: float, threshold: float
-    ) -> None:
-        """Global-norm clipping with torch's ``clip_grad_norm_`` rule (no host sync)."""
+    def clip(grads: list[torch.Tensor], norm: float, threshold: float) -> None:
+        """Global-norm clipping with torch's ``clip_grad_norm_`` rule, from the norm
+        already on the host (a scalar multiply, no extra sync)."""
         if norm > threshold:
-            coef = (threshold / (norm_t + 1e-6)).clamp(max=1.0)
-            torch._foreach_mul_(grads, coef.to(grads[0].device))
+            torch._foreach_mul_(grads, min(threshold / (norm + 1e-6), 1.0))
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

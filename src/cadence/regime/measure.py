@@ -9,6 +9,7 @@ on steps the guard found healthy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,6 @@ class Measurement:
     step: int
     loss: float
     grad_norm: float
-    norm_tensor: torch.Tensor
     grads: list[torch.Tensor]
     raw: dict[str, float]          # the due signals' measurements, averaged over ranks
     due: list[Signal]
@@ -113,19 +113,22 @@ class Measurer:
             )
         losses = self._losses
         loss_t = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-        norm_t = global_grad_norm(grads)
-        dev = norm_t.device
-        host = torch.stack(
-            [loss_t.to(dev, torch.float32), norm_t, *[n.to(dev) for n in self._micro_norms]]
-        ).tolist()
+        norms = per_tensor_norms(grads)
+        dev = norms.device
+        parts = [loss_t.reshape(1).to(dev, torch.float32), norms]
+        if self._micro_norms:
+            parts.append(torch.stack(self._micro_norms).to(dev, torch.float32))
+        host = torch.cat(parts).tolist()  # the one host transfer of the step
+        loss, micro = host[0], host[1 + len(grads):]
+        grad_norm = math.sqrt(math.fsum(x * x for x in host[1:1 + len(grads)]))
         self.reset()
         ctx = MeasureContext(
             step=step,
-            loss=host[0],
+            loss=loss,
             params_by_group=self.params_by_group,
             optimizer=self.optimizer,
-            grad_norm=host[1],
-            micro_grad_norms=host[2:],
+            grad_norm=grad_norm,
+            micro_grad_norms=micro,
             closure=closure,
         )
         due = [s for s, every in self._every if step % every == 0]
@@ -135,8 +138,7 @@ class Measurer:
                 if k in raw:
                     raise ValueError(f"signal {s.name!r} measures key {k!r} already measured")
                 raw[k] = v
-        return Measurement(step, host[0], host[1], norm_t, grads,
-                           distributed.reduce_mean(raw), due, ctx)
+        return Measurement(step, loss, grad_norm, grads, distributed.reduce_mean(raw), due, ctx)
 
     @staticmethod
     def derive(m: Measurement) -> dict[str, float]:
@@ -188,4 +190,18 @@ def observed_values(metrics: dict[str, Any]) -> dict[str, float]:
     return distributed.reduce_mean(vals)
 
 
-__all__ = ["Measurement", "Measurer", "check_loss", "observed_values"]
+def per_tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Each gradient's L2 norm in float32, as one vector on the first gradient's device
+    (one fused ``_foreach_norm`` per device, no host sync). The global norm is the norm of
+    this vector; a non-finite entry makes it non-finite, so it also detects NaN/inf."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for g in grads:
+        by_device.setdefault(g.device, []).append(g)
+    if len(by_device) == 1:
+        return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+    first = grads[0].device
+    return torch.cat([torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float32)).to(first)
+                      for gs in by_device.values()])
+
+
+__all__ = ["Measurement", "Measurer", "check_loss", "observed_values", "per_tensor_norms"]

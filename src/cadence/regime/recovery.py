@@ -1,0 +1,101 @@
+"""When a step goes wrong: the guard's verdict, skipping, rolling back, snapshots.
+
+The Regime asks :meth:`Recovery.verdict` about every measured step before any controller
+runs. A skip drops the gradients (NaN never reaches the weights); a rollback restores the
+last known-good snapshot and cuts the lr at once through the knobs (an urgent proposal
+the arbiter does not clamp); a shift (the restored weights spike too) is logged and the
+run trains on. Snapshots are taken here every ``snapshot_every`` healthy steps and, with
+a run folder, written to disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cadence.events import Event
+from cadence.protocol import Proposal
+from cadence.regime.arbiter import Arbiter
+from cadence.regime.guard import Guard, GuardError
+from cadence.regime.knobs import Knobs
+from cadence.regime.measure import Measurement
+from cadence.regime.snapshot import Snapshot
+
+
+class Recovery:
+    """The guard, the snapshot and the GradScaler's overflow skips, in one place."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, guard: Guard | None, scaler: Any,
+        snapshot_every: int,
+    ) -> None:
+        self.optimizer, self.guard, self.scaler = optimizer, guard, scaler
+        self.snapshot_every = snapshot_every
+        self.snapshot = Snapshot(optimizer)
+
+    def clip_threshold(self) -> float | None:
+        """The guard's adaptive clipping threshold, from earlier steps only (ask before
+        :meth:`verdict`: an outlier must not vote on its own threshold)."""
+        return self.guard.clip_threshold() if self.guard is not None else None
+
+    def verdict(self, m: Measurement) -> tuple[str, str]:
+        """``("ok" | "skip" | "rollback" | "shift", reason)`` for this step."""
+        if self.scaler is not None and m.raw["nonfinite"] > 0 and math.isfinite(m.raw["loss"]):
+            return "skip", "GradScaler found inf/NaN gradients"
+        if self.guard is None:
+            return "ok", ""
+        try:
+            return self.guard.check(m.raw, m.step)
+        except GuardError as err:
+            where = self.snapshot.path or "in memory only (set log_dir to keep it on disk)"
+            raise GuardError(
+                f"{err}. Last known-good snapshot: step {self.snapshot.step}, {where}"
+            ) from None
+
+    def act(
+        self, m: Measurement, verdict: str, reason: str, knobs: Knobs, arbiter: Arbiter,
+        signals: Mapping[str, float],
+    ) -> list[Event]:
+        """Carry out a verdict other than ``ok``: a ``shift`` is recorded and training goes
+        on; a ``skip`` drops the gradients; a ``rollback`` also restores the snapshot and
+        cuts the lr. Returns the events to log."""
+        if verdict == "shift":
+            return [Event(m.step, None, None, None, None, "guard", reason, m.raw, "drift")]
+        if self.scaler is not None:
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if verdict == "skip":
+            source = "scaler" if reason.startswith("GradScaler") else "guard"
+            return [Event(m.step, None, None, None, None, source, reason, m.raw, "skip")]
+        assert verdict == "rollback" and self.guard is not None
+        if self.snapshot.valid:
+            self.snapshot.restore()
+            self.guard.rewind(self.snapshot.step)  # type: ignore[arg-type]
+            reason = f"{reason}; restored the snapshot of step {self.snapshot.step}"
+        else:
+            reason = f"{reason}; no snapshot yet, parameters kept"
+        events = [Event(m.step, None, None, None, None, "guard", reason, m.raw, "rollback")]
+        events += knobs.decide(arbiter, [self.guard.after_rollback(m.step)], m.step, signals)
+        knobs.write_lr(m.step)
+        return events
+
+    def reintroduce(self, step: int) -> list[Proposal]:
+        """The guard's next step in giving back an lr cut, if one is due."""
+        return self.guard.reintroduce(step) if self.guard is not None else []
+
+    def keep_snapshot(
+        self, step: int, path: Path | None, state: Callable[[], dict[str, Any]]
+    ) -> None:
+        """Take the known-good snapshot when one is due (and write it to ``path``)."""
+        if self.guard is None or not self.snapshot_every or step % self.snapshot_every:
+            return
+        self.snapshot.take(step)
+        if path is not None:
+            self.snapshot.save(path, {"regime": state()})
+
+
+__all__ = ["Recovery"]
