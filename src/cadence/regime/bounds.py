@@ -9,6 +9,7 @@ base value, so a default bound never moves a value the user set.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +24,17 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
     "weight_decay": (0.0, 1.0),
     "clip_norm": (0.0, math.inf),
 }
+#: Knobs whose value is a decay coefficient: their bounds must lie inside [0, 1).
+UNIT_KNOBS: frozenset[str] = frozenset({"momentum", "beta2"})
 
 
 def validate_bounds(bounds: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
     """Check a user ``bounds`` mapping ``{knob: (lo, hi)}`` and return it normalised.
 
-    Raises ``TypeError`` for a non-mapping or a non-pair, ``ValueError`` for an unknown knob,
-    a negative or non-finite ``lo``, a NaN ``hi`` or ``lo > hi``.
+    Raises ``TypeError`` for a non-mapping, a non-pair or a pair that is not two numbers
+    (numpy scalars are numbers; strings are not), ``ValueError`` for an unknown knob, a
+    negative or non-finite ``lo``, a NaN ``hi``, ``lo > hi``, or a ``momentum``/``beta2``
+    range reaching 1.
     """
     if bounds is None:
         return {}
@@ -41,16 +46,37 @@ def validate_bounds(bounds: Mapping[str, Any] | None) -> dict[str, tuple[float, 
             raise ValueError(f"bounds has unknown knob {knob!r}; knobs are {KNOBS}")
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(f"bounds[{knob!r}] must be a pair (lo, hi), got {pair!r}")
-        try:
-            lo, hi = float(pair[0]), float(pair[1])
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"bounds[{knob!r}] must hold two numbers, got {pair!r}") from err
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in pair):
+            hint = (" (a YAML 1.1 reader takes 1e-6 for a string: write 1.0e-6)"
+                    if any(isinstance(v, str) for v in pair) else "")
+            raise TypeError(f"bounds[{knob!r}] must hold two numbers, got {pair!r}{hint}")
+        lo, hi = float(pair[0]), float(pair[1])
         if not math.isfinite(lo) or lo < 0:
             raise ValueError(f"bounds[{knob!r}] lower bound must be finite and >= 0, got {lo}")
         if math.isnan(hi) or hi < lo:
             raise ValueError(f"bounds[{knob!r}] needs lo <= hi, got ({lo}, {hi})")
+        if knob in UNIT_KNOBS and hi >= 1:
+            raise ValueError(f"bounds[{knob!r}] = {tuple(pair)!r}: a {knob} must stay in "
+                             f"[0, 1), so hi must be < 1")
         out[knob] = (lo, hi)
     return out
+
+
+def check_bases(
+    bounds: Mapping[str, tuple[float, float]], bases: Mapping[str, Mapping[str, float]]
+) -> None:
+    """``ValueError`` when a user bound excludes a group's base value (``{group: {knob:
+    base}}``): the bound would never be applied to the value the group starts from."""
+    for group, knobs in bases.items():
+        for knob, base in knobs.items():
+            if knob in bounds and knob != "clip_norm":
+                lo, hi = bounds[knob]
+                if not lo <= base <= hi:
+                    raise ValueError(
+                        f"bounds[{knob!r}] = ({lo:g}, {hi:g}) excludes group {group!r}'s "
+                        f"{knob} {base:g}; widen the bounds to include it or set the group's "
+                        f"{knob} inside them"
+                    )
 
 
 def bounds_for(
@@ -69,4 +95,6 @@ def bounds_for(
     return (min(lo, base), max(hi, base))
 
 
-__all__ = ["DEFAULT_BOUNDS", "LR_RANGE", "bounds_for", "validate_bounds"]
+__all__ = [
+    "DEFAULT_BOUNDS", "LR_RANGE", "UNIT_KNOBS", "bounds_for", "check_bases", "validate_bounds",
+]

@@ -3,7 +3,9 @@ controllers and signals (with the signals the controllers require)."""
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,12 +31,12 @@ def group_names(optimizer: torch.optim.Optimizer) -> list[str]:
 
 def clip_mode(clip_norm: Any) -> float | str | None:
     """A fixed threshold (float), ``"adaptive"`` or ``None``."""
-    if clip_norm is None or clip_norm == "adaptive":
+    if clip_norm is None or (isinstance(clip_norm, str) and clip_norm == "adaptive"):
         return clip_norm
-    if isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float)):
-        raise TypeError(f"clip_norm must be a number, 'adaptive' or None, got {clip_norm!r}")
-    if not (clip_norm > 0 and math.isfinite(clip_norm)):
-        raise ValueError(f"clip_norm must be a finite number > 0, got {clip_norm}")
+    if isinstance(clip_norm, bool) or not isinstance(clip_norm, numbers.Real):
+        raise TypeError(f"clip_norm must be a number > 0, 'adaptive' or None, got {clip_norm!r}")
+    if not (float(clip_norm) > 0 and math.isfinite(clip_norm)):
+        raise ValueError(f"clip_norm must be a finite number > 0, got {clip_norm!r}")
     return float(clip_norm)
 
 
@@ -46,11 +48,12 @@ def make_guard(guard: Any, clip: float | str | None) -> Guard | None:
     elif guard is True:
         made = Guard()
     elif isinstance(guard, Mapping):
-        made = Guard(**guard)
+        made = _guard_from(guard)
     elif isinstance(guard, Guard):
         made = guard
     else:
-        raise TypeError(f"guard must be True, False, a dict or a Guard, got {guard!r}")
+        raise TypeError(f"guard must be True, False, None, a dict of Guard arguments or a "
+                        f"Guard, got {guard!r}")
     if clip == "adaptive":
         if made is None:
             raise ValueError("clip_norm='adaptive' needs the guard (guard=False was given)")
@@ -59,31 +62,67 @@ def make_guard(guard: Any, clip: float | str | None) -> Guard | None:
     return made
 
 
-def _make(obj: Any, registry: Registry, kind: type) -> Any:
-    made = registry.create(obj) if isinstance(obj, str) else obj
+def guard_arguments() -> list[str]:
+    """The names ``Guard(...)`` accepts (the keys of a ``guard={...}`` dict)."""
+    return [p for p in inspect.signature(Guard).parameters if p != "self"]
+
+
+def _guard_from(args: Mapping[str, Any]) -> Guard:
+    allowed = guard_arguments()
+    unknown = sorted(str(k) for k in args if k not in allowed)
+    if unknown:
+        raise TypeError(f"guard has unknown argument(s) {', '.join(map(repr, unknown))}; "
+                        f"allowed: {', '.join(allowed)}")
+    try:
+        return Guard(**args)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"guard={dict(args)!r}: {err}") from None
+
+
+def _listed(what: str, given: Any, kind: str) -> list[Any]:
+    """``given`` as a list of parts; a single name or object is refused with a hint."""
+    if given is None:
+        return []
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        example = f"[{given!r}]" if isinstance(given, str) else "[...]"
+        raise TypeError(f"{what} must be a list of {kind} objects or registered names, got "
+                        f"{type(given).__name__} {given!r}; write {what}={example}")
+    return list(given)
+
+
+def _make(what: str, obj: Any, registry: Registry, kind: type) -> Any:
+    if isinstance(obj, str):
+        try:
+            made = registry.create(obj)
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+    else:
+        made = obj
     if not isinstance(made, kind):
         raise TypeError(
-            f"{made!r} is not a {kind.__name__}: subclass cadence.protocol.{kind.__name__} "
-            f"(or give a registered name: {', '.join(registry.names())})"
+            f"{what}: {made!r} is not a {kind.__name__}: subclass "
+            f"cadence.protocol.{kind.__name__} (or give a registered name: "
+            f"{', '.join(registry.names())})"
         )
     return made
 
 
-def controllers(preset: Sequence[Any], user: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+def controllers(preset: Sequence[Any], user: Any) -> tuple[list[Any], list[Any]]:
     """``(the user's controllers, all controllers)``: the preset's first."""
-    mine = [_make(c, CONTROLLERS, Controller) for c in user]
-    return mine, [_make(c, CONTROLLERS, Controller) for c in preset] + mine
+    mine = [_make("controllers", c, CONTROLLERS, Controller)
+            for c in _listed("controllers", user, "Controller")]
+    return mine, [_make("preset", c, CONTROLLERS, Controller) for c in preset] + mine
 
 
 def signals(
-    preset: Sequence[Any], user: Sequence[Any], ctrls: Sequence[Controller]
+    preset: Sequence[Any], user: Any, ctrls: Sequence[Controller]
 ) -> tuple[list[Any], list[Any]]:
     """``(the user's signals, all signals)``: the core signals, the preset's and the
     user's (one per name), then the registered signals that controllers ``require`` and
     nobody supplied, built with the controller's ``signal_options``."""
-    mine = [_make(s, SIGNALS, Signal) for s in user]
+    mine = [_make("signals", s, SIGNALS, Signal) for s in _listed("signals", user, "Signal")]
     given = [SIGNALS.create(n) for n in CORE_SIGNALS]
-    given += [_make(s, SIGNALS, Signal) for s in preset] + mine
+    given += [_make("preset", s, SIGNALS, Signal) for s in preset] + mine
     out: list[Signal] = []
     for s in given:
         if s.name not in {o.name for o in out}:
@@ -95,4 +134,4 @@ def signals(
     return mine, out
 
 
-__all__ = ["clip_mode", "controllers", "group_names", "make_guard", "signals"]
+__all__ = ["clip_mode", "controllers", "group_names", "guard_arguments", "make_guard", "signals"]

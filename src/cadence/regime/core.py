@@ -9,6 +9,9 @@ phases: :meth:`Regime.decide` before their step and :meth:`Regime.finish` after 
 
 from __future__ import annotations
 
+import difflib
+import math
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,7 +24,7 @@ from cadence.events import Event, MemorySink, Sink
 from cadence.protocol import Context, Controller, Signal
 from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
-from cadence.regime.bounds import validate_bounds
+from cadence.regime.bounds import check_bases, validate_bounds
 from cadence.regime.config import describe, regime_arguments
 from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
@@ -121,8 +124,8 @@ class Regime:
         self.group_names = build.group_names(optimizer)
 
         plan = resolve_preset(preset, self._total_steps, self._warmup_arg)
-        self.user_bounds = {**validate_bounds(plan.options.get("bounds")),
-                            **validate_bounds(bounds)}
+        given_bounds = validate_bounds(bounds)
+        self.user_bounds = {**validate_bounds(plan.options.get("bounds")), **given_bounds}
         self.warmup_steps = int(plan.options.get("warmup_steps", self._warmup_arg or 0))
         self.clip_mode = build.clip_mode(plan.options.get("clip_norm") if clip_norm is _UNSET
                                          else clip_norm)
@@ -136,10 +139,12 @@ class Regime:
         fixed_clip = self.clip_mode if isinstance(self.clip_mode, float) else None
         self.knobs = Knobs(optimizer, self.group_names, self.schedules, self.user_bounds,
                            fixed_clip)
+        check_bases(given_bounds, {n: {k: self.knobs.base(n, k) for k in self.knobs.available[n]}
+                                   for n in self.group_names})
 
         self._user_controllers, self.controllers = build.controllers(plan.controllers,
-                                                                     controllers or [])
-        self._user_signals, self.signal_objs = build.signals(plan.signals, signals or [],
+                                                                     controllers)
+        self._user_signals, self.signal_objs = build.signals(plan.signals, signals,
                                                              self.controllers)
         self.measure = Measurer(optimizer, self.group_names, self.signal_objs,
                                 self.accumulation_steps)
@@ -255,15 +260,45 @@ class Regime:
             sink.metrics(record)
 
     # -- validation and horizon ---------------------------------------------------------------
-    def observe(self, **metrics: float | torch.Tensor) -> None:
+    def observe(self, *args: Any, **metrics: float | torch.Tensor) -> None:
         """Record observed metrics (``val_loss=...``) for the controllers that use them.
 
-        Under ``torch.distributed`` every rank must call it (values are averaged over ranks).
+        Values are finite numbers (Python, numpy or one-element tensors). A name that no
+        controller reads is kept for the dashboard, unless it looks like a typo of one that
+        is read (``val_los``): that is an error. Under ``torch.distributed`` every rank must
+        call it (values are averaged over ranks).
         """
-        reduced = observed_values(metrics)
+        if args:
+            raise TypeError(f"observe() takes metrics by name, e.g. observe(val_loss=0.3); "
+                            f"got {len(args)} positional value(s) {args!r}")
+        reduced = observed_values(self._checked_metrics(metrics))
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
         self._write_metrics(self.signals.get("loss"), reduced)
+
+    def _checked_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """``observe``'s values as floats or tensors, each finite; typos of read names refused."""
+        read = {"val_loss"} | {str(getattr(c, a)) for c in self.controllers
+                               for a in ("metric", "monitor") if getattr(c, a, None)}
+        out: dict[str, Any] = {}
+        for name, value in metrics.items():
+            if name not in read:
+                close = difflib.get_close_matches(name, sorted(read), n=1, cutoff=0.8)
+                if close:
+                    raise ValueError(f"observe({name}=...): no controller reads {name!r}; did "
+                                     f"you mean {close[0]!r}? (read: {', '.join(sorted(read))})")
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                value = float(value)
+                finite = math.isfinite(value)
+            elif isinstance(value, torch.Tensor) and value.numel() == 1:
+                finite = bool(torch.isfinite(value.detach()).all())
+            else:
+                finite = True  # observed_values names the wrong type or shape
+            if not finite:
+                raise ValueError(f"observe({name}={value!r}): the value must be finite; skip "
+                                 "the call when evaluation failed")
+            out[name] = value
+        return out
 
     def replan(self, total_steps: int) -> None:
         """Change the horizon: stretch the rest of every schedule to ``total_steps``.

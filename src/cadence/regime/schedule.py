@@ -3,13 +3,13 @@
 The Regime multiplies each group's base lr by ``schedule(step)``; the schedule is a pure
 function of the real-update count, so the value at any step is known without replay and
 resume is exact. ``Regime(schedule=...)`` accepts one schedule for every group or a mapping
-from group name (or ``fnmatch`` pattern) to schedule; unmatched groups get a constant 1.
+from group name (or ``fnmatch`` pattern) to schedule that covers every group (add ``"*"``
+for the rest), as ``cadence.schedules.to_torch`` asks too.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,9 +61,9 @@ class Replanned:
 class GroupSchedules:
     """Resolves ``schedule`` (one, or a name/pattern mapping) to a schedule per group.
 
-    Exact group names win over patterns; patterns are tried in the mapping's order. A
-    literal name that matches no group raises ``ValueError`` (a typo would otherwise leave
-    that group unscheduled); a pattern that matches nothing only warns.
+    Exact group names win over patterns; patterns are tried in the mapping's order. A key
+    that matches no group, or a group that no key matches, raises ``ValueError`` (a typo
+    would otherwise leave that group on a constant lr); ``"*"`` covers the rest.
     """
 
     def __init__(self, schedule: Any, group_names: list[str]) -> None:
@@ -88,13 +88,22 @@ class GroupSchedules:
                     f"schedule names group {key!r}, which does not exist; groups are {group_names}"
                 )
             if is_pattern and not fnmatch.filter(group_names, key):
-                warnings.warn(f"schedule pattern {key!r} matches no group", stacklevel=3)
+                raise ValueError(f"schedule pattern {key!r} matches no group; groups are "
+                                 f"{group_names}")
+        missing = []
         for g in group_names:
             if g in schedule:
                 self.by_group[g] = schedule[g]
                 continue
             match = next((s for k, s in schedule.items() if fnmatch.fnmatchcase(g, k)), None)
+            if match is None:
+                missing.append(g)
             self.by_group[g] = match
+        if missing:
+            raise ValueError(
+                f"schedule keys {list(schedule)} give no schedule to group(s) {missing}; add "
+                "'*': a schedule for the rest (cadence.schedules.constant() keeps them constant)"
+            )
 
     def __call__(self, group: str, step: int) -> float:
         sch = self.by_group[group]

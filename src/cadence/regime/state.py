@@ -36,7 +36,12 @@ def fingerprint(regime: Any) -> dict[str, Any]:
         "groups": list(regime.group_names),
         "knobs": {n: list(k) for n, k in regime.knobs.available.items()},
         "guard": regime.guard is not None,
+        "optimizer": type(regime.optimizer).__name__,
     }
+
+
+#: Fingerprint keys newer than STATE_VERSION 1's first states: absent means "not recorded".
+_LATER_KEYS = frozenset({"optimizer"})
 
 
 def regime_state(regime: Any) -> dict[str, Any]:
@@ -74,15 +79,25 @@ def load_regime_state(regime: Any, state: Mapping[str, Any]) -> None:
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"Regime state version {state.get('version')} is not supported")
     mine, theirs = fingerprint(regime), state["fingerprint"]
+    if not isinstance(theirs, Mapping):
+        raise ValueError(f"not a Regime state dict: 'fingerprint' is {theirs!r}")
     diffs = [f"{k}: saved {theirs.get(k)!r}, here {v!r}" for k, v in mine.items()
-             if theirs.get(k) != v]
+             if theirs.get(k, v if k in _LATER_KEYS else None) != v]
     if diffs:
         raise ValueError(
             "Regime state dict comes from a different configuration; build the Regime with "
-            "the same preset, controllers, signals, guard and param groups. Differences: "
-            + "; ".join(diffs)
+            "the same optimizer class, preset, controllers, signals, guard and param groups. "
+            "Differences: " + "; ".join(diffs)
         )
     wanted_total = regime.total_steps
+    done = state.get("step_count")
+    if (isinstance(done, int) and wanted_total is not None and wanted_total <= done
+            and wanted_total != state.get("total_steps")):
+        raise ValueError(
+            f"total_steps={wanted_total} of this Regime is not beyond the {done} steps the "
+            f"saved run already did; build it with total_steps > {done} (or None to keep the "
+            f"saved {state.get('total_steps')})"
+        )
     regime.step_count = int(state["step_count"])
     regime.warmup_steps = int(state["warmup_steps"])
     # rebuild the schedule as the saved run had it, then replay its re-plans
