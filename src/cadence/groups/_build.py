@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class _Spec:
 def param_groups(
     model: nn.Module,
     lr: float,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     layer_decay: float | None = None,
     *,
     no_decay: Collection[str] = ("bias", "norm"),
@@ -75,7 +76,9 @@ def param_groups(
             are left out, tied ones counted once.
         lr: base learning rate; a group's ``lr`` is its base (this or its function group's
             ``lr``) times its ``lr_scale``.
-        weight_decay: applied to every parameter not caught by ``no_decay``.
+        weight_decay: applied to every parameter not caught by ``no_decay``; ``None``
+            (default) leaves those groups without a ``weight_decay`` key, so the optimizer's
+            own default applies (AdamW's 0.01, SGD's 0); ``no_decay`` groups get 0.
         layer_decay: in (0, 1]; when set, each depth gets its own groups and
             ``lr_scale = layer_decay ** (max_depth - depth)`` (1.0 gives per-layer groups
             with equal rates).
@@ -96,14 +99,18 @@ def param_groups(
         head_names: module names marking the head, placed at the top depth.
 
     Returns:
-        Groups with ``params``, ``name``, ``lr``, ``weight_decay``, ``depth`` (``None`` when a
+        Groups with ``params``, ``name``, ``lr``, ``weight_decay`` (unless left to the
+        optimizer), ``depth`` (``None`` when a
         group spans several depths), ``lr_scale``, ``num_params`` and any passthrough keys.
         Empty groups are not emitted.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_rate("lr", lr)
-    _check_rate("weight_decay", weight_decay)
+    lr = float(lr)
+    if weight_decay is not None:
+        _check_rate("weight_decay", weight_decay)
+        weight_decay = float(weight_decay)
     _check_layer_decay("layer_decay", layer_decay)
     if isinstance(no_decay, str):
         raise TypeError(f"no_decay must be a collection of strings, not the string {no_decay!r}")
@@ -148,12 +155,13 @@ def param_groups(
             at_top = depth == max_depth and any(p.is_head for p in members)
             label = "head" if at_top else f"layer{depth}"
         depths = {p.depth for p in members}
+        wd = spec.overrides.get("weight_decay", weight_decay) if decays else 0.0
         out.append(
             {
                 "params": [p.tensor for p in members],
                 "name": _group_name(spec.name, label, decays),
                 "lr": spec.overrides.get("lr", lr) * scale,
-                "weight_decay": spec.overrides.get("weight_decay", weight_decay) if decays else 0.0,
+                **({} if wd is None else {"weight_decay": wd}),
                 "depth": depths.pop() if len(depths) == 1 else None,
                 "lr_scale": scale,
                 "num_params": sum(p.tensor.numel() for p in members),
@@ -257,7 +265,7 @@ def _parse_specs(groups: Any) -> list[_Spec]:
 
 
 def _check_rate(arg: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{arg} must be finite and >= 0, got {value!r}")
@@ -266,7 +274,7 @@ def _check_rate(arg: str, value: Any) -> None:
 def _check_layer_decay(arg: str, value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg} must be a number or None, got {value!r}")
     if not 0 < value <= 1:
         raise ValueError(f"{arg} must be in (0, 1], got {value!r}")
