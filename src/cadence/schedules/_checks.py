@@ -38,6 +38,8 @@ def as_float(
     high_open: bool = False,
 ) -> float:
     """``value`` as a finite ``float`` inside the given bounds."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             value = float(value)  # numpy / torch scalars

@@ -14,6 +14,7 @@ import argparse
 import ast
 import inspect
 import json
+import math
 import sys
 from typing import Any, NoReturn
 
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+            raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
         schedule = parse_spec(args.spec)
         values = [schedule(t) for t in range(args.steps)]
     except (ValueError, TypeError) as err:

@@ -62,8 +62,10 @@ def multistep(milestones: Sequence[int], gamma: float = 0.1) -> MultiStep:
 
 
 def exponential(gamma: float, every: int = 1, staircase: bool = False) -> Exponential:
-    """``gamma ** (t / every)`` (``t // every`` with ``staircase``)."""
-    return Exponential(gamma=gamma, decay_steps=as_int("every", every, 1), staircase=staircase)
+    """``gamma ** (t / every)`` (``t // every`` with ``staircase``); ``gamma`` in (0, 1]: a
+    decay (for a growing rate, as an LR range test has, use ``Exponential(gamma)``)."""
+    rate = as_float("gamma", gamma, 0.0, 1.0, low_open=True)
+    return Exponential(gamma=rate, decay_steps=as_int("every", every, 1), staircase=staircase)
 
 
 def polynomial(total_steps: int, power: float = 1.0, floor: float = 0.0) -> Polynomial:
