@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ CONFIG_KEYS: dict[str, str] = {
     "guard": "true, false, or a table of Guard parameters",
     "accumulation_steps": "a positive integer",
     "metrics_every": "a positive integer",
-    "snapshot_every": "a positive integer",
+    "snapshot_every": "a non-negative integer (0: no snapshots)",
     "seed": "an integer",
     "log_dir": "a folder path",
 }
@@ -90,7 +91,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         )
     if not file.is_file():
         raise FileNotFoundError(f"config file {str(file)!r} does not exist")
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file}: not a text file (UTF-8): {err}") from None
+    if not text.strip():
+        raise ConfigError(f"{file}: the file is empty; a configuration sets at least one of: "
+                          f"{', '.join(CONFIG_KEYS)} (e.g. preset and total_steps)")
     try:
         if suffix == ".toml":
             data = _toml_loads(text)
@@ -101,7 +108,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except (ValueError, TypeError) as err:  # TOMLDecodeError/JSONDecodeError/YAMLError
         raise ConfigError(f"{file}: cannot parse: {err}") from err
     if data is None:
-        data = {}
+        raise ConfigError(f"{file}: the file holds no settings (only comments?); a "
+                          f"configuration sets at least one of: {', '.join(CONFIG_KEYS)}")
     if not isinstance(data, dict):
         raise ConfigError(
             f"{file}: the top level must be a table/mapping, got {type(data).__name__}"
@@ -134,6 +142,12 @@ def resolve_config(raw: Mapping[str, Any], source: str = "config") -> dict[str, 
             continue
         parse = _PARSERS.get(key)
         out[key] = parse(value, source) if parse else value
+    if out.get("preset", "auto") in PRESETS:
+        try:
+            resolve_preset(out.get("preset", "auto"), out.get("total_steps"),
+                           out.get("warmup_steps"))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: {err}") from None
     return out
 
 
@@ -163,7 +177,12 @@ def regime_arguments(path: str | Path, **overrides: Any) -> dict[str, Any]:
 
     ``overrides`` (e.g. ``total_steps=``, ``log_dir=``) take precedence over the file.
     """
-    kwargs = resolve_config(load_config_file(path), source=str(path))
+    data = load_config_file(path)
+    if isinstance(data.get("regime"), Mapping):
+        data = {**data, "regime": {k: v for k, v in data["regime"].items() if k not in overrides}}
+    else:  # an overridden key is not read, so a file's unusable value can be replaced
+        data = {k: v for k, v in data.items() if k not in overrides}
+    kwargs = resolve_config(data, source=str(path))
     kwargs.update(overrides)
     return kwargs
 
@@ -246,11 +265,14 @@ def _positive_int(key: str) -> Callable[[Any, str], int]:
     return parse
 
 
-def _non_negative_int(value: Any, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{source}: warmup_steps = {value!r} is not allowed; "
-                          "allowed values: a non-negative integer")
-    return value
+def _non_negative_int(key: str) -> Callable[[Any, str], int]:
+    def parse(value: Any, source: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed; "
+                              f"allowed values: {CONFIG_KEYS[key]}")
+        return value
+
+    return parse
 
 
 def _parse_log_dir(value: Any, source: str) -> str:
@@ -303,6 +325,10 @@ SCHEDULE_FACTORIES: dict[str, Callable[..., Any]] = {"warmup_cosine": warmup_cos
 
 def _one_schedule(table: Mapping[str, Any], where: str) -> Any:
     kind = table.get("kind")
+    if kind == "callable":
+        raise ConfigError(f"{where} was a Python callable ({table.get('repr')}), which a file "
+                          "cannot hold; pass it in code: Regime.from_config(optimizer, path, "
+                          "schedule=...), or write a schedule table {kind, ...}")
     if kind not in base.kinds() and kind not in SCHEDULE_FACTORIES:
         known = sorted(base.kinds()) + sorted(SCHEDULE_FACTORIES)
         raise ConfigError(f"{where}.kind = {kind!r} is not allowed; allowed values: "
@@ -386,6 +412,10 @@ def _parse_guard(value: Any, source: str) -> Any:
         if unknown:
             raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
                               f"parameters: {', '.join(accepted)}")
+        try:
+            Guard(**value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: guard: {err}") from None
         return dict(value)
     raise ConfigError(f"{source}: guard = {value!r} is not allowed; allowed values: "
                       f"{CONFIG_KEYS['guard']}")
@@ -401,7 +431,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "preset": _parse_preset,
     "total_steps": _positive_int("total_steps"),
     "metrics_every": _positive_int("metrics_every"),
-    "warmup_steps": _non_negative_int,
+    "warmup_steps": _non_negative_int("warmup_steps"),
     "log_dir": _parse_log_dir,
     "bounds": _parse_bounds,
     "schedule": _parse_schedule,
@@ -413,7 +443,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "clip_norm": _number("clip_norm", lambda v: v > 0, allow_null=True, words=("adaptive",)),
     "guard": _parse_guard,
     "accumulation_steps": _positive_int("accumulation_steps"),
-    "snapshot_every": _positive_int("snapshot_every"),
+    "snapshot_every": _non_negative_int("snapshot_every"),
     "seed": _parse_seed,
 }
 
@@ -451,9 +481,26 @@ def _yaml_loads(text: str) -> Any:
             "reading YAML needs PyYAML: pip install 'cadence[config]'"
         ) from err
     try:
-        return yaml.safe_load(text)
+        return _sci_floats(yaml.safe_load(text))
     except yaml.YAMLError as err:
         raise ValueError(str(err)) from err
+
+
+#: A number in exponent notation without a dot (``1e-6``, ``3E4``): a float in YAML 1.2,
+#: TOML and JSON, but a string to PyYAML, which follows YAML 1.1.
+_SCI_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+
+
+def _sci_floats(data: Any) -> Any:
+    """``data`` with every string that is a number in exponent notation read as a float, as
+    YAML 1.2 reads it (no configuration value is such a string; ``lr: [1e-6, 1e-3]`` is)."""
+    if isinstance(data, str) and _SCI_FLOAT.fullmatch(data):
+        return float(data.replace("_", ""))
+    if isinstance(data, list):
+        return [_sci_floats(v) for v in data]
+    if isinstance(data, dict):
+        return {k: _sci_floats(v) for k, v in data.items()}
+    return data
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from cadence.protocol import Context, Controller, Signal
 from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
 from cadence.regime.bounds import check_bases, validate_bounds
-from cadence.regime.config import describe, regime_arguments
+from cadence.regime.config import ConfigError, describe, regime_arguments
 from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
 from cadence.regime.measure import Measurement, Measurer, observed_values
@@ -356,8 +356,19 @@ class Regime:
     def from_config(
         cls, optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
     ) -> Regime:
-        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``)."""
-        return cls(optimizer, **regime_arguments(path, **overrides))
+        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``).
+
+        Every ``ValueError`` about the configuration is a ``ConfigError`` naming the file,
+        including those only the optimizer can reveal (a bound that excludes a group's lr, a
+        schedule for a group that does not exist).
+        """
+        kwargs = regime_arguments(path, **overrides)
+        try:
+            return cls(optimizer, **kwargs)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"{path}: {err}") from err
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run exactly (plain data + one RNG tensor)."""
