@@ -24,9 +24,9 @@ LAYERS: dict[str, int] = {
     "signals": 3,
     "controllers": 4,
     "regime": 5,
-    "integrations": 6, "report": 6, "learn": 6,
+    "integrations": 6, "report": 6,
     "bench": 7,
-    "demo": 8,
+    "demo": 8, "learn": 8,  # learn's environment runs bench workloads
     "cli": 9,
     "__main__": 10,
 }

@@ -45,6 +45,8 @@ CONTROLLER_ARGS: dict[str, dict[str, Any]] = {
                        "hold_steps": 6, "decay_steps": 9, "cooldown": 11, "metric": "val",
                        "rebalance_wd": False},
     "hypergradient": {"hyper_lr": 0.05, "per_group": True, "name": "hyper2"},
+    "learned": {"policy": str(SRC / "controllers" / "learned_policy.json"), "greedy": False,
+                "seed": 3, "bounds": (0.2, 5.0), "decisions": 50, "name": "learned2"},
     "layerwise": {"mode": "grad", "alpha": 0.7, "max_spread": 3.0, "max_step": 1.03,
                   "beta": 0.8, "metric": "val", "metric_mode": "max", "tol": 0.05,
                   "patience": 3, "start_step": 2},

@@ -10,12 +10,13 @@ import sys
 
 from cadence import demo
 from cadence.bench import cli as bench_cli
+from cadence.learn import cli as learn_cli
 from cadence.report import cli as report_cli
 from cadence.schedules import cli as schedules_cli
 
 #: sub-command modules, each with ``register(subparsers) -> None`` that adds its parser
 #: and sets ``func`` (called with the parsed namespace, returns an exit code).
-_COMMAND_MODULES = (demo, bench_cli, report_cli, schedules_cli)
+_COMMAND_MODULES = (demo, bench_cli, report_cli, schedules_cli, learn_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

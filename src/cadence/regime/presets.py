@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from cadence.controllers.clara import ClaraController
 from cadence.controllers.drift import DriftResponse
 from cadence.controllers.hypergradient import HypergradientController
+from cadence.controllers.learned import LearnedLR
 from cadence.controllers.plateau import Plateau
 from cadence.controllers.scale import ScaleAware
 from cadence.schedules import Constant, Schedule, warmup, warmup_cosine
@@ -172,6 +173,20 @@ def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
         schedule = warmup_constant_schedule(w)
         controllers += plateau(None, warmup_steps).controllers
     return Plan(schedule, controllers, ["drift"],
+                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}})
+
+
+@register_preset("learned")
+def learned(total_steps: int | None, warmup_steps: int | None) -> Plan:
+    """``auto``'s scale-aware start, warmup and cosine, with the lr multiplied on top by a
+    policy trained with PPO (``cadence.controllers.learned``; 20 decisions per run, each
+    one of ×0.5 … ×2, "keep" follows the cosine). Needs total_steps. The policy ships with
+    cadence and runs with torch alone; docs/learned.md has its training and transfer table.
+    """
+    total = _need_total("learned", total_steps)
+    w = default_warmup(total, warmup_steps)
+    return Plan(warmup_cosine_schedule(total, w),
+                [ScaleAware(optimizer_kind="infer"), LearnedLR()], [],
                 {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}})
 
 

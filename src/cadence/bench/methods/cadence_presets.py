@@ -17,7 +17,7 @@ from torch import nn
 
 from .base import Method, RunContext, Trainer
 
-PRESETS = ("auto", "clara", "hypergradient", "plateau", "cosine")
+PRESETS = ("auto", "clara", "hypergradient", "plateau", "cosine", "learned")
 
 
 class CadenceTrainer(Trainer):
