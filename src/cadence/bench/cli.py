@@ -1,15 +1,18 @@
 """``cadence bench``: run a suite, build the report, or measure per-step overhead.
 
-    cadence bench --suite quick [--workloads a,b] [--methods x,y] [--db PATH] [--workers N]
+    cadence bench [run] --suite quick [--workloads a b] [--methods x y] [--db PATH] [--workers N]
     cadence bench report [--db PATH] [--out DIR]
-    cadence bench overhead [--repeats N] [--steps N]
+    cadence bench overhead [--repeats N] [--steps N] [--presets p q]
     cadence bench list
+
+``cadence bench ACTION --help`` describes one action.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 DEFAULT_DB = "bench_results.sqlite"
@@ -17,23 +20,54 @@ DEFAULT_OUT = "bench_report"
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``bench`` parser to the top-level ``cadence`` command."""
+    """Add the ``bench`` parser, with one sub-parser (and ``--help``) per action."""
     p = subparsers.add_parser(
         "bench", help="benchmark cadence against the peers and the oracle",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = ("run", "report", "overhead", "list")
-    p.add_argument("action", nargs="?", default="run", choices=actions)
-    p.add_argument("--suite", default="quick", help="quick | standard | full (default quick)")
-    p.add_argument("--workloads", nargs="*", help="limit to workloads (or groups: width, stress)")
-    p.add_argument("--methods", nargs="*", help="limit to methods (or groups: peers, cadence)")
-    p.add_argument("--db", default=DEFAULT_DB, help=f"results database (default {DEFAULT_DB})")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
-    p.add_argument("--repeats", type=int, default=7, help="overhead: A/B repeats")
-    p.add_argument("--steps", type=int, default=30, help="overhead: timed steps per repeat")
-    p.add_argument("--presets", nargs="*", default=None, help="overhead: cadence presets")
-    p.set_defaults(func=main)
+    _run_options(p, argparse.SUPPRESS)
+    p.set_defaults(func=main, action="run", suite="quick", workloads=None, methods=None,
+                   db=DEFAULT_DB, workers=None, out=DEFAULT_OUT)
+    actions = p.add_subparsers(dest="action", metavar="ACTION",
+                               title="actions (default: run)")
+    run = actions.add_parser(
+        "run", help="run a suite (the default action)",
+        description="Run a suite of workloads x methods x seeds x learning rates and store "
+        "one row per run in the results database.")
+    _run_options(run, argparse.SUPPRESS)
+    report = actions.add_parser(
+        "report", help="build report.md and plots from a results database",
+        description="Build report.md and PNG plots from an existing results database.")
+    report.add_argument("--db", default=argparse.SUPPRESS,
+                        help=f"results database; must exist (default {DEFAULT_DB})")
+    report.add_argument("--out", default=argparse.SUPPRESS,
+                        help=f"report folder (default {DEFAULT_OUT})")
+    overhead = actions.add_parser(
+        "overhead", help="measure the per-step cost of cadence presets",
+        description="Time each preset's step against the bare optimizer step, in "
+        "interleaved A/B repeats.")
+    overhead.add_argument("--repeats", type=int, default=7, help="A/B repeats (default 7)")
+    overhead.add_argument("--steps", type=int, default=30,
+                          help="timed steps per repeat (default 30)")
+    overhead.add_argument("--presets", nargs="*", default=None,
+                          help="cadence presets (default: the built-in list)")
+    actions.add_parser("list", help="list workloads, methods and suites",
+                       description="List the workloads, methods (and why one is "
+                       "unavailable) and suites.")
+
+
+def _run_options(p: argparse.ArgumentParser, default: Any) -> None:
+    """The options of ``run``; their defaults are set once, on the ``bench`` parser."""
+    p.add_argument("--suite", default=default, help="quick | standard | full (default quick)")
+    p.add_argument("--workloads", nargs="*", default=default,
+                   help="limit to workloads (or groups: width, stress)")
+    p.add_argument("--methods", nargs="*", default=default,
+                   help="limit to methods (or groups: peers, cadence)")
+    p.add_argument("--db", default=default, help=f"results database (default {DEFAULT_DB})")
+    p.add_argument("--workers", type=int, default=default,
+                   help="processes (default: all cores)")
+    p.add_argument("--out", default=default,
+                   help=f"report folder named in the hint printed (default {DEFAULT_OUT})")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -43,17 +77,25 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "report":
             from .report import write_report
 
+            if args.db != ":memory:" and not Path(args.db).is_file():
+                raise ValueError(f"--db {args.db!r} does not exist; run a suite first "
+                                 f"(cadence bench --db {args.db}) or name an existing database")
             path = write_report(args.db, args.out)
             print(f"report written to {path}")
             return 0
         if args.action == "overhead":
             from .overhead import PRESETS, format_overhead, measure_overhead
 
+            for name in ("repeats", "steps"):
+                if getattr(args, name) < 1:
+                    raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
             results = measure_overhead(
                 presets=args.presets or PRESETS, repeats=args.repeats, steps=args.steps,
             )
             print(format_overhead(results))
             return 0
+        if args.workers is not None and args.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {args.workers}")
         return _run(args)
     except ValueError as err:
         print(f"cadence bench: {err}", file=sys.stderr)
