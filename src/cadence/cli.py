@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cadence import demo
+import torch
+
+from cadence import __version__, demo
 from cadence.bench import cli as bench_cli
 from cadence.learn import cli as learn_cli
 from cadence.report import cli as report_cli
@@ -23,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cadence", description="Adaptive training regimes for PyTorch."
     )
+    parser.add_argument("--version", action="version",
+                        version=f"cadence {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMAND_MODULES:
         module.register(sub)

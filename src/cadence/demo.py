@@ -14,6 +14,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -124,7 +125,14 @@ def run_demo(
     import cadence
     from cadence.bench.workloads import get_workload
 
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if dashboard:  # before minutes of training, not after
+        from cadence.report.dashboard import require_plotly
+
+        try:
+            require_plotly()
+        except ImportError as err:
+            raise ImportError(f"{err} (or pass --no-dashboard)") from None
+    if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     if steps is not None and (not isinstance(steps, int) or steps < 10):
         raise ValueError(f"steps must be an integer >= 10, got {steps!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cadence.report.run import is_run_folder
@@ -63,9 +64,20 @@ def _run(args: argparse.Namespace) -> int:
     try:
         runs = expand_run_dirs(args.runs)
     except FileNotFoundError as err:
-        print(f"cadence report: {err}")
+        print(f"cadence report: {err}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else default_output(args.runs, runs)
-    path = write_dashboard(runs, out, title=args.title)
+    try:
+        path = write_dashboard(runs, out, title=args.title)
+    except ImportError as err:
+        print(f"cadence report: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"cadence report: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"cadence report: cannot write -o {str(out)!r}: {err.strerror or err}",
+              file=sys.stderr)
+        return 2
     print(f"dashboard for {len(runs)} run(s): {path.resolve()}")
     return 0

@@ -15,8 +15,10 @@ and ``/`` written as ``\\u003c`` etc., which ``_script_safe`` checks (docs/secur
 
 from __future__ import annotations
 
+import errno
 import html
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +45,9 @@ _KIND_STYLE: dict[str, tuple[str, str]] = {  # kind -> (marker symbol, colour)
 _ALERT_LINE_COLOUR = {"skip": "rgba(228,0,43,0.35)", "rollback": "rgba(176,0,32,0.7)"}
 
 
-def _require_plotly() -> Any:
+def require_plotly() -> Any:
+    """``plotly.graph_objects``, or an ``ImportError`` that says how to install it (call it
+    before a long job whose end draws a dashboard)."""
     try:
         import plotly.graph_objects as go
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -52,6 +56,9 @@ def _require_plotly() -> Any:
             "pip install 'cadence[report]'"
         ) from err
     return go
+
+
+_require_plotly = require_plotly
 
 
 def render_dashboard(runs: Sequence[str | Path | RunData], title: str | None = None) -> str:
@@ -111,8 +118,12 @@ def write_dashboard(
 ) -> Path:
     """Write the dashboard for ``runs`` to ``out`` (parents created) and return its path."""
     path = Path(out)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; name an .html file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)  # before drawing: fail fast
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(errno.EACCES, "not writable", str(path))
     page = render_dashboard(runs, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 

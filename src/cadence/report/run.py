@@ -120,7 +120,9 @@ def is_run_folder(path: str | Path) -> bool:
 
 def load_run(path: str | Path, name: str | None = None) -> RunData:
     """Read one run folder. Raises ``FileNotFoundError`` if ``path`` is not a folder or holds
-    none of the run files (a wrong path should fail loudly, not draw an empty page)."""
+    none of the run files (a wrong path should fail loudly, not draw an empty page), and
+    ``ValueError`` naming the file if ``config.json`` is not a JSON object or a JSONL file
+    is binary. Malformed JSONL lines (a half-written last line) are skipped and counted."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"run folder {str(folder)!r} does not exist or is not a folder")
@@ -134,9 +136,13 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
     if files[0].exists():
         try:
             loaded = json.loads(files[0].read_text(encoding="utf-8"))
-            config = loaded if isinstance(loaded, dict) else {}
-        except json.JSONDecodeError:
-            config = {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{str(files[0])!r} is not a JSON configuration ({err}); the "
+                             "Regime writes it once at the start: restore or delete it") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{str(files[0])!r} holds a {type(loaded).__name__}, not the "
+                             "JSON object a Regime writes; restore or delete it")
+        config = loaded
     events, bad_e = _read_jsonl(files[1])
     metrics, bad_m = _read_jsonl(files[2])
     return RunData(
@@ -154,7 +160,11 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     bad = 0
     if not path.exists():
         return rows, bad
-    with path.open(encoding="utf-8") as fh:
+    with path.open("rb") as fh:
+        if b"\0" in fh.read(4096):
+            raise ValueError(f"{str(path)!r} is a binary file, not JSON lines; is it the "
+                             "events.jsonl / metrics.jsonl of a cadence run?")
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
             if not line:
