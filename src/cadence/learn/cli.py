@@ -2,9 +2,12 @@
 
     cadence learn --workloads mnist1d-mlp,digits-cnn --timesteps 24000 --out runs/learn
     cadence learn ... --export src/cadence/controllers/learned_policy.json
+    cadence learn evaluate --db learned.sqlite --source docs/bench/results.sqlite
+    cadence learn report --db learned.sqlite
 
-Resumes from ``OUT/ppo_latest.zip`` when it exists. Evaluate a policy with the bench:
-``cadence bench --suite standard --methods cadence-learned,cadence-auto,adamw-cosine``.
+Training resumes from ``OUT/ppo_latest.zip`` when it exists. ``evaluate`` runs the
+``standard`` bench suite for cadence-learned and cadence-auto (plus extra seeds at the
+default start) beside the oracle's committed runs; ``report`` prints the transfer table.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def register(subparsers: Any) -> None:
         "learn", help="train the learned lr controller with PPO (extra [learn])",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("action", nargs="?", default="train",
+                   choices=("train", "evaluate", "report"))
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS,
                    help=f"bench workloads to train on, comma-separated (default "
                         f"{DEFAULT_WORKLOADS})")
@@ -38,6 +43,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint-every", type=int, default=2000, help="timesteps")
     p.add_argument("--export", default=None, help="also copy the policy JSON to this path")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--db", default="learned_eval.sqlite", help="evaluate/report: results DB")
+    p.add_argument("--source", default="docs/bench/results.sqlite",
+                   help="evaluate: database holding the oracle's runs")
+    p.add_argument("--seeds", default="2,3,4",
+                   help="evaluate: extra seeds at the default start (default 2,3,4)")
+    p.add_argument("--workers", type=int, default=None, help="evaluate: processes")
     p.set_defaults(func=main)
 
 
@@ -56,6 +67,8 @@ def parse_steps(text: str, workloads: list[str]) -> int | dict[str, int]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.action in ("evaluate", "report"):
+        return _evaluate(args)
     try:
         from cadence.learn.ppo import train
     except ImportError as err:
@@ -84,4 +97,17 @@ def main(args: argparse.Namespace) -> int:
     if args.export:
         shutil.copyfile(path, args.export)
         print(f"exported to {args.export}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cadence.controllers.learned import load_policy
+    from cadence.learn.evaluate import evaluate, transfer_table
+
+    if args.action == "evaluate":
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        counts = evaluate(args.db, args.source, extra_seeds=seeds, workers=args.workers)
+        print(", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    trained_on = load_policy()[1].get("trained_on", [])
+    print(transfer_table(args.db, trained_on))
     return 0
