@@ -256,3 +256,24 @@ def test_cli_reproduces_the_shipped_training_command(tmp_path: Path) -> None:
 
     assert main(["learn", *args, "--out", str(tmp_path), "--no-progress"]) == 0
     assert load_policy(tmp_path / "policy.json")[1]["trained_timesteps"] >= meta["timesteps"]
+
+
+def test_transfer_table_from_bench_rows(tmp_path: Path) -> None:
+    from cadence.bench.db import ResultsDB
+    from cadence.bench.runner import RunSpec, run_specs
+    from cadence.learn.evaluate import analyse_transfer, transfer_table
+
+    specs = [RunSpec("quadratic", m, lr, seed, 30, 10)
+             for m, lrs in (("adamw-cosine", (1e-2, 1e-1)), ("cadence-auto", (1e-3, 1e-1)),
+                            ("cadence-learned", (1e-3, 1e-1)))
+             for lr in lrs for seed in (0, 1)]
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        counts = run_specs(specs, db, workers=0, log=lambda *_: None)
+        rows = db.rows()
+    assert counts["error"] == 0, [r["error"] for r in rows if r["status"] == "error"]
+    info = analyse_transfer(rows)["quadratic"]
+    assert info["oracle_seeds"] == 2
+    learned = info["methods"]["cadence-learned"]
+    assert learned["default_seeds"] == 2 and learned["runs"] == 4
+    table = transfer_table(tmp_path / "r.sqlite", trained_on=["mnist1d-mlp"])
+    assert "| quadratic (loss) | **no** |" in table
