@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -117,10 +118,19 @@ class Regime:
         self.accumulation_steps = check_int("accumulation_steps", accumulation_steps)
         self.metrics_every = check_int("metrics_every", metrics_every)
         self.snapshot_every = check_int("snapshot_every", snapshot_every, 0)
+        if seed is not None:
+            seed = check_int("seed", seed, 0)
+        if scaler is not None and not all(callable(getattr(scaler, f, None))
+                                          for f in ("unscale_", "step", "update")):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler (unscale_, step, update) "
+                            f"or None, got {type(scaler).__name__} {scaler!r}")
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"log_dir must be a folder path (str or os.PathLike) or None, got "
+                            f"{type(log_dir).__name__} {log_dir!r}")
         self.scaler, self.seed, self.preset = scaler, seed, preset
         self.generator = torch.Generator()
         if seed is not None:
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(seed)
         self.group_names = build.group_names(optimizer)
 
         plan = resolve_preset(preset, self._total_steps, self._warmup_arg)
