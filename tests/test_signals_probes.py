@@ -89,7 +89,8 @@ def test_hessian_eig_rejects_a_closure_that_calls_backward() -> None:
 
     with pytest.raises(ValueError, match="backward"):
         HessianEig().measure(make_ctx(opt, closure=bad))
-    assert HessianEig().measure(make_ctx(opt))["hessian_eig"] == 0.0  # no closure: no probe
+    with pytest.raises(ValueError, match="hessian_eig needs a loss closure"):
+        HessianEig().measure(make_ctx(opt))  # no closure: an error, not a silent 0
 
 
 def test_saturation_hooks_measure_one_training_forward() -> None:
@@ -141,15 +142,17 @@ def _edge_setup(opt_name: str):
     else:
         opt = torch.optim.AdamW(groups, lr=0.1)
 
+    def forward() -> torch.Tensor:
+        idx = torch.randint(0, 20, (8,), generator=torch.Generator().manual_seed(1))
+        return frozen(body(emb(idx).to(torch.bfloat16)).float()).square().mean()
+
     def backward() -> float:
         opt.zero_grad()
-        idx = torch.randint(0, 20, (8,))
-        h = emb(idx)
-        out = frozen(body(h.to(torch.bfloat16)).float())
-        loss = out.square().mean()
+        loss = forward()
         loss.backward()
         return float(loss.detach())
 
+    backward.forward = forward  # type: ignore[attr-defined]  # the loss closure of probes
     return opt, backward
 
 
@@ -163,7 +166,7 @@ def test_every_signal_survives_awkward_parameters(opt_name: str) -> None:
     signals = [SIGNALS.create(name) for name in SIMPLE]
     for step in range(4):
         loss = backward()
-        ctx = make_ctx(opt, step, loss)
+        ctx = make_ctx(opt, step, loss, closure=backward.forward)
         for sig in signals:
             out = run_signal(sig, ctx)
             assert all(math.isfinite(v) for v in out.values()), (sig.name, out)

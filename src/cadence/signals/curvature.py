@@ -123,7 +123,8 @@ class HessianEig(Signal):
 
     Needs ``MeasureContext.closure``: a function that recomputes the loss on a probe batch
     with its graph and does **not** call ``backward()`` (run the model in eval mode inside
-    it if dropout or batch-norm statistics matter). Without a closure it reports 0.
+    it if dropout or batch-norm statistics matter). Without a closure, a step on which it
+    is due raises ``ValueError`` (it used to report 0, which read as a flat Hessian).
 
     Keys: ``hessian_eig`` (λ of the possibly preconditioned Hessian, divided back by the
     largest group lr), ``hessian_eig.edge`` (≈ 1 at the edge of stability, see module doc),
@@ -187,7 +188,11 @@ class HessianEig(Signal):
 
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
         if ctx.closure is None:
-            return dict(self._last)
+            raise ValueError(
+                f"{self.name} needs a loss closure and got none: call regime.step(loss, "
+                "closure=fn), where fn() recomputes the loss on a probe batch with its graph "
+                "and does not call backward() (or leave the hessian_eig signal out)"
+            )
         params = [p for ps in ctx.params_by_group.values() for p in ps
                   if p.requires_grad and p.grad is not None and not p.grad.is_sparse]
         if not params:
