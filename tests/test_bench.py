@@ -308,15 +308,11 @@ def test_width_ratio_bootstrap_and_profile_by_hand() -> None:
 
 
 def test_overhead_runs_interleaved_with_a_control() -> None:
-    from cadence.bench.methods.cadence_presets import preset_problem
-
-    if get_method("cadence-auto").missing() or preset_problem("auto"):
-        pytest.skip("cadence.Regime is not available yet")
     from cadence.bench.overhead import format_overhead, measure_overhead
 
     res = measure_overhead(presets=["auto"], workloads=["quadratic"], repeats=2, steps=2,
                            warmup=1, log=lambda *_: None)
-    assert [r.preset for r in res] == ["control", "auto"]
+    assert [r.preset for r in res] == ["control", "grad-norm", "auto"]
     assert all(r.bare_ms > 0 and r.cadence_ms > 0 and r.ratio_median > 0 for r in res)
     assert res[0].extra_state_mb == 0.0 and res[0].extra_forwards_per_step == 0.0
     assert "| quadratic | auto |" in format_overhead(res)

@@ -4,7 +4,9 @@ Both arms train their own copy of the model (same initialisation) in one process
 interleaved step by step (A/B, then B/A) so drift in machine load hits both; warm-up
 steps are excluded. Per repeat we take the median step time of each arm and their ratio;
 reported as the median and inter-quartile range of the ratios. A ``control`` row times
-the bare loop against itself, which shows the noise floor. Memory: extra tensor bytes
+the bare loop against itself, which shows the noise floor; a ``grad-norm`` row times the
+bare loop plus one fused gradient-norm pass, the floor of any regime that checks every
+gradient (the guard shares that pass with clipping). Memory: extra tensor bytes
 held by cadence (optimizer state plus the regime's state) over the bare optimizer's,
 and the Python-heap peak per step (``tracemalloc``). Extra forward passes made inside
 ``regime.step`` (diagnostics) are counted.
@@ -22,10 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from cadence.regime.measure import per_tensor_norms
+
 from .methods.cadence_presets import PRESETS
 from .workloads import get_workload
 
 WORKLOADS = ("charlm", "mnist1d-mlp-w1024")
+#: A reference row: the bare loop plus one fused gradient-norm pass brought to the host,
+#: the cost the guard's per-step check shares with ``clip_grad_norm_`` (the floor of any
+#: regime that looks at every gradient).
+GRAD_NORM = "grad-norm"
 
 
 @dataclass
@@ -78,6 +86,15 @@ def _make_arm(workload: Any, preset: str | None, lr: float) -> _Arm:
             opt.step()
             opt.zero_grad(set_to_none=True)
         return _Arm(model, bare, lambda: opt.state_dict()["state"])
+    if preset == GRAD_NORM:  # the floor: one gradient pass, as clip_grad_norm_ makes
+        params = list(model.parameters())
+
+        def with_norm(loss: torch.Tensor) -> None:
+            grads = [p.grad for p in params if p.grad is not None]
+            torch.cat([loss.detach().reshape(1), per_tensor_norms(grads)]).tolist()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return _Arm(model, with_norm, lambda: opt.state_dict()["state"])
     regime = cadence.Regime(opt, total_steps=100_000, preset=preset)
     return _Arm(model, regime.step, lambda: [opt.state_dict()["state"], regime.state_dict()])
 
@@ -122,7 +139,7 @@ def measure_overhead(
     for wl_name in workloads:
         wl = get_workload(wl_name)
         wl.prepare()
-        for preset in ("control", *presets):
+        for preset in ("control", GRAD_NORM, *presets):
             bare = _make_arm(wl, None, lr)
             other = _make_arm(wl, None if preset == "control" else preset, lr)
             gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -39,21 +38,6 @@ class CadenceTrainer(Trainer):
             self.regime.observe(**kwargs)
 
 
-@functools.cache
-def preset_problem(preset: str) -> str | None:
-    """Why ``preset`` cannot run (unknown to this cadence), or ``None``; tried through the
-    public surface on a one-parameter model."""
-    import cadence
-
-    model = nn.Linear(1, 1)
-    try:
-        opt = torch.optim.AdamW(cadence.param_groups(model, lr=1e-3, weight_decay=0.0))
-        cadence.Regime(opt, total_steps=10, preset=preset)
-    except Exception as err:
-        return f"cadence.Regime(preset={preset!r}) fails: {type(err).__name__}: {err}"
-    return None
-
-
 def _factory(preset: str) -> Any:
     return lambda model, lr, ctx: CadenceTrainer(model, lr, ctx, preset)
 
@@ -61,8 +45,6 @@ def _factory(preset: str) -> Any:
 METHODS = [
     Method(
         f"cadence-{p}", _factory(p), default_lr=1e-3,
-        requires=("cadence.regime:Regime", "cadence.groups:param_groups"),
-        check=functools.partial(preset_problem, p),
         lr_meaning="initial learning rate", description=f"cadence.Regime(preset={p!r}) over AdamW",
     )
     for p in PRESETS
