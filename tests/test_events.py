@@ -59,3 +59,26 @@ def test_memory_sink_and_protocol():
     m.write(ev())
     assert m.events == [ev()]
     assert isinstance(m, Sink) and isinstance(JsonlSink.__new__(JsonlSink), Sink)
+
+
+def test_str_is_one_line_without_signals():
+    e = ev(reason="plateau on loss_ema_short: 5 checks without a 1 % gain → lr ×0.5",
+           signals={f"s{i}": float(i) for i in range(40)})
+    assert str(e) == ("step 3 · head/lr 0.1 → 0.05 · plateau · plateau on loss_ema_short: "
+                      "5 checks without a 1 % gain → lr ×0.5")
+    long = ev(reason="word " * 100 + "→ lr ×0.98")
+    line = str(long)
+    assert "\n" not in line and len(line) < 140 and line.endswith("→ lr ×0.98")
+    skip = ev(kind="skip", group=None, knob=None, old=None, new=None, source="guard",
+              reason="non-finite loss")
+    assert str(skip) == "step 3 · skip · guard · non-finite loss"
+    replan = ev(kind="replan", group=None, knob=None, old=100, new=200, source="regime",
+                reason="total_steps 100 -> 200")
+    assert str(replan) == "step 3 · replan 100 → 200 · regime · total_steps 100 -> 200"
+
+
+def test_repr_is_short():
+    e = ev(reason="x" * 500, signals={f"s{i}": float(i) for i in range(40)})
+    text = repr([e] * 5)
+    assert len(text) < 5 * 200
+    assert "signals=<40>" in repr(e) and "s39" not in repr(e)

@@ -36,7 +36,24 @@ def json_safe(obj: Any) -> Any:
     return _json_float(obj)
 
 
-@dataclass
+def _short(x: Any) -> str:
+    """A value in 4 significant digits (``None`` as ``None``)."""
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return repr(x) if x is None or isinstance(x, str) else str(x)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters: a long one keeps its start and its
+    end (where a reason says what was done, ``→ lr ×0.98``), with ``…`` between."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    tail = limit // 3
+    return line[: limit - tail - 2].rstrip() + " …" + line[-tail:]
+
+
+@dataclass(repr=False)
 class Event:
     """One applied change (or a skip/rollback/replan) and why it happened.
 
@@ -59,6 +76,30 @@ class Event:
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"Event.kind={self.kind!r} is not one of {EVENT_KINDS}")
+
+    def __str__(self) -> str:
+        """One line: step, what changed (group/knob old → new, or the kind), source, and the
+        reason cut to 90 characters; the signals are left out (they are in ``signals``)."""
+        parts = [f"step {self.step}"]
+        if self.knob is not None:
+            where = f"{self.group}/{self.knob}" if self.group is not None else self.knob
+            head = f"{self.kind} " if self.kind != "change" else ""
+            parts.append(f"{head}{where} {_short(self.old)} → {_short(self.new)}")
+        elif self.old is not None or self.new is not None:
+            parts.append(f"{self.kind} {_short(self.old)} → {_short(self.new)}")
+        else:
+            parts.append(self.kind if self.group is None else f"{self.kind} {self.group}")
+        parts.append(self.source or "?")
+        if self.reason:
+            parts.append(_cut(self.reason, 90))
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        """Short: the fields, the reason cut to 40 characters and the number of signals."""
+        return (f"Event(step={self.step}, kind={self.kind!r}, group={self.group!r}, "
+                f"knob={self.knob!r}, old={_short(self.old)}, new={_short(self.new)}, "
+                f"source={self.source!r}, reason={_cut(self.reason, 40)!r}, "
+                f"signals=<{len(self.signals)}>)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict in the ``events.jsonl`` layout (non-finite floats as strings)."""
