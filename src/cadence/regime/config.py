@@ -45,7 +45,7 @@ from cadence.schedules import base, warmup_cosine, wsd
 
 #: Keys the run folder's config.json records for information only; ignored on load.
 INFO_KEYS: frozenset[str] = frozenset(
-    {"optimizer", "groups", "cadence_version", "started", "resolved_schedule"}
+    {"optimizer", "groups", "cadence_version", "started", "resolved_schedule", "running"}
 )
 #: The Regime arguments a configuration may set, with what each must hold (for error
 #: messages); a test checks that each is a parameter of ``Regime``.
@@ -192,8 +192,9 @@ def describe(regime: Any) -> dict[str, Any]:
 
     Top-level keys are Regime arguments (``None``/empty ones left out), so the file can be
     read back by ``Regime.from_config``; ``controllers``/``signals`` list only those given
-    beyond the preset's, each with its recorded constructor arguments. ``optimizer`` and
-    ``groups`` (with each group's resolved schedule) are informational.
+    beyond the preset's, each with its recorded constructor arguments. ``optimizer``,
+    ``groups`` (with each group's resolved schedule) and ``running`` (the names of every
+    controller and signal, the preset's included) are informational.
     """
     opt = regime.optimizer
     defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opt.defaults.items()
@@ -228,6 +229,8 @@ def describe(regime: Any) -> dict[str, Any]:
             }
             for n, g in knobs.groups.items()
         ],
+        "running": {"controllers": [c.name for c in regime.controllers],
+                    "signals": [s.name for s in regime.signal_objs]},
         "cadence_version": cadence_version,
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -405,9 +405,23 @@ class Regime:
         self.load_state_dict(extra["regime"])
 
     def close(self) -> None:
-        """Close the sinks (files are flushed after every line anyway)."""
+        """Write a last metrics record if the last step has none (so a run folder ends at
+        the step it reached), then close the sinks; files are flushed after every line
+        anyway. ``with Regime(...) as regime:`` calls it on leaving the block."""
+        recorded = (self.step_count % self.metrics_every == 0
+                    or self.metrics_step == self.step_count
+                    or getattr(self, "_closed_at", None) == self.step_count)
+        if self.step_count and not recorded:
+            self._write_metrics(self.signals.get("loss"), None)
+        self._closed_at = self.step_count
         for s in self.sinks:
             s.close()
+
+    def __enter__(self) -> Regime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -356,8 +356,8 @@ def _summary_html(runs: list[RunData], colours: _Colours) -> str:
         opt = cfg.get("optimizer") or {}
         groups = cfg.get("groups") or []
         controllers = ", ".join(
-            str(c.get("name", c)) if isinstance(c, dict) else str(c)
-            for c in cfg.get("controllers") or []
+            f"{name} ({n} change{'s' if n != 1 else ''})" if n else f"{name} (idle)"
+            for name, n in run.controllers().items()
         ) or "—"
         kinds = run.events_by_kind()
         wall = run.wall_time()

@@ -94,6 +94,25 @@ class RunData:
         counts = Counter(str(e.get("source") or "?") for e in self.events)
         return dict(counts.most_common())
 
+    def controllers(self) -> dict[str, int]:
+        """Every controller of the run (``config.json``'s ``running`` list, the preset's
+        included; else its ``controllers``) with how many events it took part in, followed
+        by any other source of events except the guard and the regime."""
+        cfg = self.config
+        running = cfg.get("running") if isinstance(cfg.get("running"), dict) else {}
+        named = running.get("controllers") if isinstance(running, dict) else None
+        if not isinstance(named, list):
+            named = [c.get("name") if isinstance(c, dict) else c
+                     for c in cfg.get("controllers") or [] if isinstance(c, (dict, str))]
+        acted: Counter[str] = Counter()
+        for event in self.events:
+            acted.update(part for part in str(event.get("source") or "").split("+") if part)
+        out = {str(n): acted.get(str(n), 0) for n in named if n is not None}
+        for source, n in acted.most_common():
+            if source not in out and source not in ("guard", "regime"):
+                out[source] = n
+        return out
+
     def events_by_kind(self) -> dict[str, int]:
         counts = Counter(str(e.get("kind") or "change") for e in self.events)
         return dict(counts.most_common())
