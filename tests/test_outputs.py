@@ -77,3 +77,24 @@ def test_version_and_help_per_bench_action(capsys: pytest.CaptureFixture[str]) -
 
 def test_the_package_is_typed() -> None:
     assert (Path(cadence.__file__).parent / "py.typed").is_file()
+
+
+def test_trainer_logs_name_a_shared_knob_once() -> None:
+    from cadence.integrations._trainer import KnobLog
+
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(4)])
+    groups = cadence.param_groups(model, lr=1e-3, weight_decay=0.1, layer_decay=0.8)
+    regime = cadence.Regime(torch.optim.AdamW(groups), total_steps=100, clip_norm=1.0)
+    log = KnobLog()
+    keys = set(log(regime))
+    names = regime.group_names
+    assert len(names) == 8
+    assert {"cadence/momentum", "cadence/beta2", "cadence/clip_norm", "cadence/events"} <= keys
+    assert {f"cadence/lr/{g}" for g in names} <= keys  # layer decay: the rates differ
+    assert len(keys) == 2 * len(names) + 4  # lr and weight_decay per group; 41 before
+    for g in regime.optimizer.param_groups[:1]:
+        g["betas"] = (0.5, g["betas"][1])  # once a shared knob differs, it is split for good
+    assert "cadence/momentum/layer0.decay" in log(regime)
+    for g in regime.optimizer.param_groups[:1]:
+        g["betas"] = (0.9, g["betas"][1])
+    assert "cadence/momentum" not in log(regime)

@@ -31,3 +31,33 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
     return optimizer
+
+
+class KnobLog:
+    """The knobs as trainer log entries, few keys: ``cadence/<knob>`` while every group
+    holds the same value and base (``clip_norm`` always, ``momentum`` and ``beta2``
+    usually), ``cadence/<knob>/<group>`` once the groups differ (and from then on, so a
+    curve does not change its name back and forth), plus ``cadence/events`` (the count)."""
+
+    def __init__(self) -> None:
+        self.split: set[str] = set()
+
+    def __call__(self, regime: Any) -> dict[str, float]:
+        by_knob: dict[str, dict[str, float]] = {}
+        bases: dict[str, set[float]] = {}
+        for group, knobs in regime.values().items():
+            for knob, value in knobs.items():
+                by_knob.setdefault(knob, {})[group] = float(value)
+                bases.setdefault(knob, set()).add(regime.knobs.base(group, knob))
+        out: dict[str, float] = {}
+        for knob, per_group in by_knob.items():
+            # groups whose bases differ (layer-wise rates) are apart even while a warmup
+            # holds them all at 0
+            if len(set(per_group.values())) > 1 or len(bases[knob]) > 1:
+                self.split.add(knob)
+            if knob in self.split:
+                out.update({f"cadence/{knob}/{g}": v for g, v in per_group.items()})
+            else:
+                out[f"cadence/{knob}"] = next(iter(per_group.values()))
+        out["cadence/events"] = float(len(regime.events))
+        return out

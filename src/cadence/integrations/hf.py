@@ -27,7 +27,12 @@ from typing import Any
 
 import torch
 
-from cadence.integrations._trainer import finish_after_each_step, unwrap_optimizer
+from cadence.checks import check_int
+from cadence.integrations._trainer import (
+    KnobLog,
+    finish_after_each_step,
+    unwrap_optimizer,
+)
 from cadence.regime.snapshot import read_state_file
 
 try:
@@ -68,15 +73,13 @@ class CadenceTrainerCallback(TrainerCallback):
                 "CadenceTrainerCallback: accumulation_steps is not accepted; set "
                 "TrainingArguments(gradient_accumulation_steps=...) and the callback follows it"
             )
-        if total_steps is not None and (isinstance(total_steps, bool)
-                                        or not isinstance(total_steps, int) or total_steps < 1):
-            raise ValueError(f"total_steps must be a positive int or None, got {total_steps!r}")
         self.preset = preset
-        self.total_steps = total_steps
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
         self.regime_kwargs = regime_kwargs
         self.regime: Any = None
         self._losses: list[torch.Tensor] = []
         self._hooks: list[Any] = []
+        self._knob_log = KnobLog()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
@@ -141,12 +144,11 @@ class CadenceTrainerCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
-        """Add every knob of every group to the Trainer's logs (``cadence/<knob>/<group>``)."""
+        """Add the knobs to the Trainer's logs: ``cadence/<knob>`` when every group holds the
+        same value, else ``cadence/<knob>/<group>`` (see ``_trainer.KnobLog``)."""
         if self.regime is None or logs is None:
             return
-        extra = {f"cadence/{knob}/{group}": float(v)
-                 for group, knobs in self.regime.values().items() for knob, v in knobs.items()}
-        extra["cadence/events"] = len(self.regime.events)
+        extra = self._knob_log(self.regime)
         logs.update(extra)
         if state.log_history:
             state.log_history[-1].update(extra)

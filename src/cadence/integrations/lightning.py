@@ -33,7 +33,12 @@ from typing import Any
 
 import torch
 
-from cadence.integrations._trainer import finish_after_each_step, unwrap_optimizer
+from cadence.checks import check_int
+from cadence.integrations._trainer import (
+    KnobLog,
+    finish_after_each_step,
+    unwrap_optimizer,
+)
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -56,8 +61,9 @@ class CadenceCallback(Callback):
         total_steps: planned optimizer updates; ``None`` uses
             ``trainer.estimated_stepping_batches`` (accounts for accumulation, epochs,
             ``max_steps``).
-        log_knobs: log every knob of every group through ``pl_module.log`` as
-            ``cadence/<knob>/<group>`` (Lightning's logger decides how often it writes).
+        log_knobs: log the knobs through ``pl_module.log``: ``cadence/<knob>`` while every
+            group holds the same value, else ``cadence/<knob>/<group>`` (Lightning's logger
+            decides how often it writes).
         **regime_kwargs: passed to ``Regime`` (``log_dir=``, ``bounds=``, ``clip_norm=``,
             …). ``log_dir`` defaults to ``<trainer.log_dir>/cadence`` when the trainer has
             a log folder. ``accumulation_steps`` is not accepted: Lightning accumulates.
@@ -78,17 +84,15 @@ class CadenceCallback(Callback):
                 "CadenceCallback: accumulation_steps is not accepted; set "
                 "Trainer(accumulate_grad_batches=...) and the callback follows it"
             )
-        if total_steps is not None and (isinstance(total_steps, bool)
-                                        or not isinstance(total_steps, int) or total_steps < 1):
-            raise ValueError(f"total_steps must be a positive int or None, got {total_steps!r}")
         self.preset = preset
-        self.total_steps = total_steps
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
         self.log_knobs = log_knobs
         self.regime_kwargs = regime_kwargs
         self.regime: Any = None
         self._hook: Any = None
         self._losses: list[torch.Tensor] = []
         self._pending_state: dict[str, Any] | None = None
+        self._knob_log = KnobLog()
 
     # -- set-up -------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -142,12 +146,7 @@ class CadenceCallback(Callback):
     ) -> None:
         if self.regime is None or not self.log_knobs:
             return
-        values = {
-            f"cadence/{knob}/{group}": float(v)
-            for group, knobs in self.regime.values().items()
-            for knob, v in knobs.items()
-        }
-        values["cadence/events"] = float(len(self.regime.events))
+        values = self._knob_log(self.regime)
         pl_module.log_dict(values, on_step=True, on_epoch=False, prog_bar=False,
                            logger=bool(trainer.loggers))
 
