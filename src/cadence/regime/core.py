@@ -22,7 +22,7 @@ import torch
 
 from cadence.checks import check_int
 from cadence.events import Event, MemorySink, Sink
-from cadence.protocol import Context, Controller, Signal
+from cadence.protocol import Context, Controller, Proposal, Signal
 from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
 from cadence.regime.bounds import check_bases, validate_bounds
@@ -220,9 +220,7 @@ class Regime:
                                         self.signals))
         self.signals.update(self.measure.derive(m))
         self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict)
-        context = self._context(m.step)
-        proposals = [p for c in self.controllers for p in c.propose(self.signals, context)]
-        proposals += self.recovery.reintroduce(m.step)
+        proposals = self._propose(m.step) + self.recovery.reintroduce(m.step)
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
         if clip_at is not None:
             self.signals["clip_threshold"] = clip_at
@@ -241,12 +239,14 @@ class Regime:
         if self.step_count % self.metrics_every == 0:
             self._write_metrics(m.loss, None)
 
-    def _context(self, step: int) -> Context:
-        views = self.knobs.views(step) if self.controllers else []
-        return Context(
+    def _propose(self, step: int) -> list[Proposal]:
+        """Every controller's proposals, from the signals and what it may know of the run."""
+        if not self.controllers:
+            return []
+        context = Context(
             step=step,
             total_steps=self._total_steps,
-            groups=views,
+            groups=self.knobs.views(step),
             warmup_steps=self.warmup_steps,
             schedule_multiplier={n: self.knobs.schedule(n, step) for n in self.group_names},
             metrics=dict(self.metrics),
@@ -255,6 +255,7 @@ class Regime:
             is_distributed=distributed.is_distributed(),
             world_size=distributed.world_size(),
         )
+        return [p for c in self.controllers for p in c.propose(self.signals, context)]
 
     def _log(self, events: list[Event]) -> None:
         for event in events:
