@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from cadence.protocol import Part, Proposal, Signals
@@ -285,7 +286,7 @@ class Guard(Part):
             "verify_after_rollback": self.verify_after_rollback,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.losses = deque((float(x) for x in state["losses"]), maxlen=self.spike_window)
         self.loss_steps = deque((int(x) for x in state["loss_steps"]), maxlen=self.spike_window)
         self.norms = deque((float(x) for x in state["norms"]), maxlen=self.clip_window)
