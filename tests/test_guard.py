@@ -122,8 +122,10 @@ def test_consecutive_bad_steps_roll_back_and_repeated_rollbacks_stop(tmp_path):
     assert nan_step() is False  # second consecutive bad step -> rollback
     assert [e.kind for e in regime.events] == ["skip", "rollback", "change"]
     assert nan_step() is False
+    assert nan_step() is False  # over the budget: rolls back once more to test for a shift
+    assert [e.kind for e in regime.events][-2:] == ["rollback", "change"]
     with pytest.raises(GuardError) as info:
-        nan_step()
+        nan_step()  # the restored weights' first step is bad too, and not a loss shift
     msg = str(info.value)
     assert "step 6" in msg and "max_rollbacks=1" in msg
     assert str(tmp_path / "snapshot.pt") in msg and "step 5" in msg
@@ -248,3 +250,43 @@ def test_a_spike_that_the_restored_weights_do_not_repeat_is_a_rollback():
     assert guard.check({"loss": 50.0, "grad_norm": 1.0}, 10)[0] == "rollback"
     assert guard.check({"loss": 1.01, "grad_norm": 1.0}, 11) == ("ok", "")
     assert guard.rollbacks == [10] and guard.verify_after_rollback is False
+
+
+def test_a_shift_after_the_rollback_budget_is_spent_is_still_a_shift(tmp_path):
+    """Issue 11's scenario in small: faults spend the rollback budget (NaN losses, a loss
+    spike), then the data really shifts. The guard must test the restored weights before
+    giving up, recognise the shift, and train on instead of raising GuardError."""
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    regime = Regime(opt, preset="constant", snapshot_every=20, log_dir=tmp_path,
+                    guard={"max_rollbacks": 2, "rollback_window": 1000})
+    for i in range(260):
+        loss = loss_of(model, i) + (25.0 if i >= 160 else 0.0)  # targets move at step 160
+        if i in (60, 61, 62):
+            loss = loss * float("nan")  # three NaN losses: a rollback
+        if i == 100:
+            loss = loss * 1e3  # a spike: a second rollback, the budget is spent
+        loss.backward()
+        regime.step(loss)
+    kinds = [e.kind for e in regime.events]
+    assert kinds.count("rollback") == 3  # NaNs, spike, and the shift's first look
+    drift = [e for e in regime.events if e.kind == "drift"]
+    assert len(drift) == 1 and "data changed" in drift[0].reason
+    assert regime.guard is not None and regime.guard.pending_stop is None
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_over_the_budget_a_divergence_still_stops_with_the_snapshot_named(tmp_path):
+    guard = Guard(min_history=5, max_rollbacks=1)
+    for step in range(10):
+        assert guard.check({"loss": 1.0 + 0.01 * (step % 3), "grad_norm": 1.0}, step)[0] == "ok"
+    assert guard.check({"loss": 50.0, "grad_norm": 1.0}, 10)[0] == "rollback"
+    assert guard.check({"loss": 1.0, "grad_norm": 1.0}, 11)[0] == "ok"
+    assert guard.check({"loss": 60.0, "grad_norm": 1.0}, 12)[0] == "rollback"  # over budget
+    state = guard.state_dict()
+    with pytest.raises(GuardError, match="did not show a data shift"):
+        guard.check({"loss": 1.0, "grad_norm": 1.0}, 13)  # restored weights are fine: diverging
+    resumed = Guard(min_history=5, max_rollbacks=1)
+    resumed.load_state_dict(state)  # the pending stop survives a resume
+    with pytest.raises(GuardError):
+        resumed.check({"loss": 1.0, "grad_norm": 1.0}, 13)

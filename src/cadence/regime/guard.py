@@ -15,8 +15,11 @@ signals before anything is decided:
   weights, spikes too: the data changed, not the weights. The loss history restarts at
   the new level, the rollback is not counted, and the Regime logs a ``drift`` event and
   trains on (a real shift used to end in ``GuardError`` after a few rollbacks);
-* after ``max_rollbacks`` rollbacks within ``rollback_window`` steps the next one raises
-  :class:`GuardError` instead: the run is not recovering and a person should look.
+* a rollback beyond ``max_rollbacks`` within ``rollback_window`` steps still restores the
+  snapshot, so the restored weights can tell a shift from a divergence first: if their
+  first loss spikes too it is a shift (not charged); otherwise :class:`GuardError` is
+  raised then: the run is not recovering and a person should look (the message names the
+  last known-good snapshot, on disk when ``log_dir`` is set).
 
 It also offers an adaptive clipping threshold: the ``clip_percentile``-th percentile of the
 last ``clip_window`` gradient norms (off by default; ``Regime(clip_norm="adaptive")`` turns
@@ -135,6 +138,7 @@ class Guard(Part):
         self.next_reintro = 0  # step of the next increment
         self.reintro_every = 1
         self.verify_after_rollback = False  # is the next loss the restored weights' first?
+        self.pending_stop: str | None = None  # over the rollback budget: stop unless a shift
 
     # -- verdict ------------------------------------------------------------------------------
     def spike_score(self, loss: float) -> float:
@@ -164,7 +168,27 @@ class Guard(Part):
         """
         loss = float(signals.get("loss", math.nan))
         norm = float(signals.get("grad_norm", math.nan))
-        if signals.get("nonfinite", 0.0) > 0 or not (math.isfinite(loss) and math.isfinite(norm)):
+        finite = signals.get("nonfinite", 0.0) == 0 and math.isfinite(loss) and math.isfinite(norm)
+        restored_first = self.verify_after_rollback  # the restored weights' first loss?
+        if finite:  # a skipped step leaves the weights as restored: judge the next one
+            self.verify_after_rollback = False
+        z = self.spike_score(loss) if finite else math.nan
+        if restored_first and z > self.spike_threshold and self.rollbacks:
+            # the known-good weights spike too: the data changed, not the weights
+            self.rollbacks.pop()
+            self.pending_stop = None
+            self.losses.clear()
+            self.loss_steps.clear()
+            self._record(loss, norm, step)
+            return "shift", (
+                f"loss shift: the restored known-good weights also give loss={loss:.4g} "
+                f"(robust z={z:.1f}), so the data changed; the loss baseline restarts here and "
+                "the rollback does not count towards max_rollbacks"
+            )
+        if restored_first and self.pending_stop is not None:
+            message, self.pending_stop = self.pending_stop, None
+            raise GuardError(message)
+        if not finite:
             self.skips += 1
             self.bad_streak += 1
             what = "loss" if not math.isfinite(loss) else "gradient norm"
@@ -175,34 +199,24 @@ class Guard(Part):
                     step, f"{self.bad_streak} consecutive bad steps, last: {reason}"
                 )
             return "skip", reason
-        z = self.spike_score(loss)
-        restored_first = self.verify_after_rollback
-        self.verify_after_rollback = False
-        shift = ""
-        if z > self.spike_threshold and restored_first and self.rollbacks:
-            # the known-good weights spike too: the data changed, not the weights
-            self.rollbacks.pop()
-            self.losses.clear()
-            self.loss_steps.clear()
-            shift = (
-                f"loss shift: the restored known-good weights also give loss={loss:.4g} "
-                f"(robust z={z:.1f}), so the data changed; the loss baseline restarts here and "
-                "the rollback does not count towards max_rollbacks"
-            )
-        elif z > self.spike_threshold:
+        if z > self.spike_threshold:
             self.bad_streak += 1
             return self._rollback(
                 step,
                 f"loss spike: loss={loss:.4g}, robust z={z:.1f} > {self.spike_threshold:g} "
                 f"over the last {len(self.losses)} steps",
             )
+        self._record(loss, norm, step)
+        return "ok", ""
+
+    def _record(self, loss: float, norm: float, step: int) -> None:
+        """A healthy step: its loss and gradient norm join the history."""
         self.bad_streak = 0
         if self.first_loss is None:
             self.first_loss = loss
         self.losses.append(loss)
         self.loss_steps.append(step)
         self.norms.append(norm)
-        return ("shift", shift) if shift else ("ok", "")
 
     def rewind(self, step: int) -> None:
         """Forget losses recorded after ``step`` (the snapshot a rollback restored), so the
@@ -212,12 +226,16 @@ class Guard(Part):
             self.losses.pop()
 
     def _rollback(self, step: int, reason: str) -> tuple[str, str]:
+        """Roll back. Over the budget, roll back once more all the same and decide on the
+        restored weights' first loss: a spike there too is a data shift (not charged);
+        anything else stops the run with :class:`GuardError`."""
         recent = [s for s in self.rollbacks if step - s < self.rollback_window]
         if len(recent) >= self.max_rollbacks:
-            raise GuardError(
-                f"guard stopped the run at step {step}: {reason}; this would be rollback "
+            self.pending_stop = (
+                f"guard stopped the run at step {step}: {reason}; this was rollback "
                 f"{len(recent) + 1} within {self.rollback_window} steps (max_rollbacks="
-                f"{self.max_rollbacks}; earlier rollbacks at steps {recent})"
+                f"{self.max_rollbacks}; earlier rollbacks at steps {recent}) and the restored "
+                "weights did not show a data shift"
             )
         self.rollbacks = recent + [step]
         self.bad_streak = 0
@@ -284,6 +302,7 @@ class Guard(Part):
             "next_reintro": self.next_reintro,
             "reintro_every": self.reintro_every,
             "verify_after_rollback": self.verify_after_rollback,
+            "pending_stop": self.pending_stop,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -298,6 +317,7 @@ class Guard(Part):
         self.reintro_factor = float(state["reintro_factor"])
         self.next_reintro = int(state["next_reintro"])
         self.verify_after_rollback = bool(state.get("verify_after_rollback", False))
+        self.pending_stop = state.get("pending_stop")
         self.reintro_every = int(state["reintro_every"])
 
 
