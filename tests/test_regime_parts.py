@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -146,3 +147,16 @@ def test_only_knobs_and_the_drop_in_optimizers_write_param_groups() -> None:
         if write.search(line)
     ]
     assert not offenders, "writes into param_groups outside knobs.py:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_a_schedule_value_that_cannot_be_an_lr_is_refused_before_it_is_applied(bad) -> None:
+    model, opt, regime = make(preset="constant", schedule=lambda step: 1.0 if step < 3 else bad)
+    with pytest.raises(ValueError, match=r"lr schedule of group .* at step 3.*finite number >= 0"):
+        for i in range(5):
+            loss = loss_of(model, i)
+            loss.backward()
+            regime.step(loss)
+    assert regime.step_count == 3  # raised when the lr of update 3 was to be written
+    assert all(math.isfinite(g["lr"]) and g["lr"] >= 0 for g in opt.param_groups)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -185,8 +185,15 @@ class Knobs:
     def schedule(self, name: str, step: int) -> float:
         """Schedule multiplier of group ``name`` at ``step`` (memoised for one step)."""
         if self._sched_step != step:
-            self._sched_step = step
-            self._sched = {n: self.schedules(n, step) for n in self.names}
+            values = {n: self.schedules(n, step) for n in self.names}
+            for n, v in values.items():
+                if not (v >= 0.0 and math.isfinite(v)):  # NaN fails the first test too
+                    raise ValueError(
+                        f"the lr schedule of group {n!r} gave {v!r} at step {step}; a schedule "
+                        "multiplier must be a finite number >= 0 (a negative lr would ascend "
+                        "the loss, a NaN one would poison the weights)"
+                    )
+            self._sched_step, self._sched = step, values
         return self._sched[name]
 
     def lr(self, name: str, step: int) -> float:
