@@ -95,7 +95,8 @@ def train(
                     policy_kwargs={"net_arch": {"pi": list(NET_ARCH), "vf": list(NET_ARCH)}},
                     **PPO_KWARGS)
         with torch.no_grad():
-            model.policy.action_net.bias[ACTIONS.index(1.0)] += KEEP_PRIOR
+            bias: Any = model.policy.action_net.bias
+            bias[ACTIONS.index(1.0)] += KEEP_PRIOR
     started = time.time()
     meta: dict[str, Any] = {
         "format": 1, "actions": list(ACTIONS), "decisions": DECISIONS,
