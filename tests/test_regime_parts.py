@@ -160,3 +160,40 @@ def test_a_schedule_value_that_cannot_be_an_lr_is_refused_before_it_is_applied(b
     assert regime.step_count == 3  # raised when the lr of update 3 was to be written
     assert all(math.isfinite(g["lr"]) and g["lr"] >= 0 for g in opt.param_groups)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_an_lr_set_outside_the_regime_becomes_the_new_base_with_one_warning() -> None:
+    model, opt, regime = make(preset="cosine")
+    for i in range(5):
+        loss = loss_of(model, i)
+        loss.backward()
+        regime.step(loss)
+    name = regime.group_names[0]
+    sched, mult = regime.knobs.schedule(name, 5), regime.knobs.multiplier(name)
+    opt.param_groups[0]["lr"] = 0.02  # a hand edit between two steps
+    loss = loss_of(model, 5)
+    loss.backward()
+    with pytest.warns(UserWarning, match="outside the regime"):
+        regime.step(loss)
+    outside = [e for e in regime.events if e.source == "outside"]
+    assert len(outside) == 1 and outside[0].group == name and outside[0].new == 0.02
+    assert regime.knobs.base(name, "lr") == pytest.approx(0.02 / (sched * mult))
+    # the schedule carries on from the user's value: lr(6) = 0.02 * s(6) / s(5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.02 * regime.knobs.schedule(name, 6)
+                                                      / sched)
+
+
+def test_a_torch_scheduler_on_the_same_optimizer_is_noticed_and_warned_once() -> None:
+    model, opt, regime = make(preset="constant")
+    torch_sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    with pytest.warns(UserWarning, match="LRScheduler on the same optimizer") as caught:
+        for i in range(8):
+            loss = loss_of(model, i)
+            loss.backward()
+            regime.step(loss)
+            torch_sched.step()
+    assert len([w for w in caught if "outside the regime" in str(w.message)]) == len(
+        regime.group_names)  # once per group
+    adopted = [e for e in regime.events if e.source == "outside"]
+    assert len(adopted) == 3 * len(regime.group_names)  # StepLR halved it at 2, 4 and 6
+    assert all(e.new == pytest.approx(0.5 * e.old) for e in adopted)

@@ -205,6 +205,7 @@ class Regime:
         """
         if not self.measure.add_micro_batch(loss):
             return False
+        self._log(self.knobs.adopt_outside_changes(self.step_count, self.signals))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         m = self.measure.measure(self.step_count, closure)

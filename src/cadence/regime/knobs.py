@@ -139,6 +139,8 @@ class Knobs:
             for n, g in self.groups.items()
         }
         self.warned: set[str] = set()
+        self._written: dict[str, float] = {}  # the lr each group was last given, to notice
+        self._adopted: set[str] = set()       # changes made outside (warned once per group)
         self._sched_step: int | None = None
         self._sched: dict[str, float] = {}
         self._bounds = self._controlled_bounds()
@@ -240,8 +242,8 @@ class Knobs:
             if ch.knob == "lr":
                 old = self.lr(ch.group, step)
                 group[LR_MULT_KEY] = ch.new
-                write_knob(group, "lr", self.lr(ch.group, step))
-                new = self.lr(ch.group, step)
+                self._written[ch.group] = new = self.lr(ch.group, step)
+                write_knob(group, "lr", new)
             else:
                 old, new = ch.old, ch.new
                 write_knob(group, ch.knob, ch.new)
@@ -271,11 +273,39 @@ class Knobs:
         """Write every group's effective lr for update number ``step``."""
         for n, g in self.groups.items():
             if "lr" in self.available[n]:
-                write_knob(g, "lr", self.lr(n, step))
+                self._written[n] = value = self.lr(n, step)
+                write_knob(g, "lr", value)
 
-    def set_multiplier(self, name: str, value: float) -> None:
-        """Set a group's lr multiplier (the lr is written by the next :meth:`write_lr`)."""
-        self.groups[name][LR_MULT_KEY] = float(value)
+    def adopt_outside_changes(self, step: int, signals: Mapping[str, float]) -> list[Event]:
+        """An lr set outside the regime since it last wrote one (by hand, by a torch
+        scheduler on the same optimizer) becomes the group's new base, so the schedule and
+        the controllers carry on from the user's value instead of overwriting it. Warns
+        once per group; returns one Event per adoption. Tensor lrs are not checked (that
+        would need a host sync)."""
+        events = []
+        for n, g in self.groups.items():
+            seen, written = g.get("lr"), self._written.get(n)
+            if (written is None or isinstance(seen, torch.Tensor)
+                    or math.isclose(float(seen), written, rel_tol=1e-9)):
+                continue
+            scale = self.schedule(n, step) * self.multiplier(n)
+            if scale <= 0:
+                continue  # during a warmup from 0 the user's value cannot set a base
+            old = self.base(n, "lr")
+            g[base_key("lr")] = float(seen) / scale
+            self._bounds = self._controlled_bounds()
+            reason = (f"group['lr'] was set to {float(seen):.4g} outside the regime (it had "
+                      f"written {written:.4g}); adopted as the new base lr {old:.4g} -> "
+                      f"{self.base(n, 'lr'):.4g}")
+            if n not in self._adopted:
+                self._adopted.add(n)
+                warnings.warn(f"{reason}. A torch LRScheduler on the same optimizer fights the "
+                              "Regime's schedule: give the schedule to the Regime (schedule=...) "
+                              "instead", stacklevel=4)
+            events.append(Event(step, n, "lr", written, float(seen), "outside", reason,
+                                dict(signals)))
+            self._written[n] = float(seen)
+        return events
 
     # -- clipping -----------------------------------------------------------------------------
     def clip_threshold(self, adaptive: float | None) -> float | None:
