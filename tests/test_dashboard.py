@@ -119,6 +119,7 @@ def test_knob_traces_carry_the_logged_values_and_events(tmp_path: Path) -> None:
     fig = _knobs_figure(go, [run], _Colours())
     lr_panel = [t for t in fig.data if t.yaxis in (None, "y")]  # first panel: lr
     lines = {t.name: t for t in lr_panel if t.mode == "lines"}
+    alerts = {name: lines.pop(name) for name in ("skip lines", "rollback lines")}
     assert set(lines) == {"a · body", "a · head"}
     head = lines["a · head"]
     assert list(head.y) == pytest.approx([synthetic_lr(s, "head") for s in head.x])
@@ -126,9 +127,16 @@ def test_knob_traces_carry_the_logged_values_and_events(tmp_path: Path) -> None:
     # the two lr changes are marked at their new values, with source and reason on hover
     assert sorted(markers[0].y) == pytest.approx(sorted(synthetic_lr(100, g) for g in GROUPS))
     assert all("plateau" in h and "loss flat" in h for h in markers[0].hovertext)
-    # skip and rollback draw vertical lines on each knob panel (lr, weight_decay)
-    xs = sorted(s.x0 for s in fig.layout.shapes)
-    assert xs == [120, 120, 150, 150]
+    # skip and rollback draw vertical lines on each knob panel (lr, weight_decay): one
+    # trace per kind and panel, segments separated by gaps, not one shape per event
+    assert not fig.layout.shapes
+    assert list(alerts["skip lines"].x) == [120, 120, None]
+    assert list(alerts["rollback lines"].x) == [150, 150, None]
+    lo, hi = alerts["skip lines"].y[:2]
+    assert lo == pytest.approx(min(min(t.y) for t in lines.values()))
+    assert hi == pytest.approx(max(max(t.y) for t in lines.values()))
+    per_kind = [t.name for t in fig.data if t.name in alerts]
+    assert sorted(per_kind) == ["rollback lines"] * 2 + ["skip lines"] * 2
 
 
 def test_event_markers_sit_on_the_loss_curve(tmp_path: Path) -> None:
@@ -220,3 +228,23 @@ def test_cli_bad_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
+
+
+def test_many_alerts_are_one_trace_per_kind_and_stages_are_reported(tmp_path: Path) -> None:
+    import plotly.graph_objects as go
+
+    from cadence.report.dashboard import STAGES, _loss_figure, render_dashboard
+
+    folder = write_synthetic_run(tmp_path / "a")
+    with (folder / "events.jsonl").open("a") as fh:
+        for step in range(300):
+            fh.write(json.dumps({"step": step, "group": None, "knob": None, "old": None,
+                                 "new": None, "source": "guard", "reason": "nan",
+                                 "signals": {}, "kind": "skip"}) + "\n")
+    run = load_run(folder)
+    fig = _loss_figure(go, [run], _Colours())
+    assert not fig.layout.shapes
+    assert [t.name for t in fig.data].count("skip lines") == 1
+    seen: list[str] = []
+    render_dashboard([folder], progress=seen.append)
+    assert seen == list(STAGES)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from cadence.report.dashboard import STAGES
 from cadence.report.run import is_run_folder
 
 DEFAULT_NAME = "dashboard.html"
@@ -68,7 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out) if args.out else default_output(args.runs, runs)
     try:
-        path = write_dashboard(runs, out, title=args.title)
+        with _Progress(runs) as progress:
+            path = write_dashboard(runs, out, title=args.title, progress=progress)
     except ImportError as err:
         print(f"cadence report: {err}", file=sys.stderr)
         return 2
@@ -81,3 +85,45 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     print(f"dashboard for {len(runs)} run(s): {path.resolve()}")
     return 0
+
+
+#: Run folders whose JSONL files hold more than this many bytes show progress.
+PROGRESS_BYTES = 2_000_000
+
+
+class _Progress:
+    """The drawing stages as a rich progress bar, for large runs on a terminal; silent
+    otherwise (small runs, output to a file or pipe, ``CADENCE_NO_PROGRESS=1``, or rich
+    not installed)."""
+
+    def __init__(self, runs: list[Path]) -> None:
+        size = sum((r / f).stat().st_size for r in runs for f in ("events.jsonl", "metrics.jsonl")
+                   if (r / f).is_file())
+        self.bar: Any = None
+        if (size < PROGRESS_BYTES or not sys.stderr.isatty()
+                or os.environ.get("CADENCE_NO_PROGRESS", "") in ("1", "true", "yes")):
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        except ImportError:
+            return
+        self.bar = Progress(TextColumn("cadence report: {task.description:<18}"), BarColumn(),
+                            TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("", total=len(STAGES))
+        self.seen = 0
+
+    def __call__(self, stage: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=stage, completed=self.seen)
+            self.seen += 1
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=len(STAGES))
+            self.bar.stop()

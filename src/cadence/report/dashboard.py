@@ -18,9 +18,10 @@ from __future__ import annotations
 import errno
 import html
 import json
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ MAX_POINTS = 4000
 MAX_TABLE_ROWS = 1500
 #: At most this many signal panels; signals named in events come first.
 MAX_SIGNALS = 9
-#: At most this many vertical lines for skips/rollbacks (markers show the rest).
-MAX_ALERT_LINES = 150
+#: At most this many vertical lines per kind of alert (skip, rollback) and panel.
+MAX_ALERT_LINES = 4000
 
 _KIND_STYLE: dict[str, tuple[str, str]] = {  # kind -> (marker symbol, colour)
     "change": ("circle", "#636efa"),
@@ -61,10 +62,22 @@ def require_plotly() -> Any:
 _require_plotly = require_plotly
 
 
-def render_dashboard(runs: Sequence[str | Path | RunData], title: str | None = None) -> str:
-    """Return the dashboard for ``runs`` (run folders or loaded ``RunData``) as HTML text."""
+#: The stages of drawing a page, in order (``progress`` is told each as it starts).
+STAGES: tuple[str, ...] = ("reading runs", "loss", "validation metrics", "hyper-parameters",
+                           "signals", "event timeline", "page")
+
+
+def render_dashboard(runs: Sequence[str | Path | RunData], title: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> str:
+    """Return the dashboard for ``runs`` (run folders or loaded ``RunData``) as HTML text.
+
+    ``progress``, if given, is called with each name of :data:`STAGES` as it starts (the
+    ``cadence report`` command shows them with rich on large runs).
+    """
     if isinstance(runs, (str, Path, RunData)):
         raise TypeError(f"runs must be a sequence of run folders, got {type(runs).__name__}")
+    tell = progress or (lambda stage: None)
+    tell(STAGES[0])
     loaded = [r if isinstance(r, RunData) else load_run(r) for r in runs]
     if not loaded:
         raise ValueError("runs is empty; give at least one run folder")
@@ -72,58 +85,65 @@ def render_dashboard(runs: Sequence[str | Path | RunData], title: str | None = N
     go = _require_plotly()
     import plotly.offline
 
-    colours = _Colours()
-    figures: list[tuple[str, str, Any]] = []  # (anchor id, heading, figure)
-    figures.append(("loss", "Loss and validation", _loss_figure(go, loaded, colours)))
-    metric_fig = _metrics_figure(go, loaded, colours)
-    if metric_fig is not None:
-        figures.append(("metrics", "Validation metrics", metric_fig))
-    knob_fig = _knobs_figure(go, loaded, colours)
-    if knob_fig is not None:
-        figures.append(("knobs", "Hyper-parameters per group", knob_fig))
-    signal_fig = _signals_figure(go, loaded, colours)
-    if signal_fig is not None:
-        figures.append(("signals", "Signals behind the decisions", signal_fig))
-    timeline = _timeline_figure(go, loaded)
-    if timeline is not None:
-        figures.append(("timeline", "Event timeline", timeline))
-
-    config = {"displaylogo": False, "responsive": True}
-    parts = []
-    for anchor, heading, fig in figures:
-        div = _script_safe(fig.to_html(
-            full_html=False, include_plotlyjs=False, div_id=f"fig-{anchor}", config=config
-        ))
-        parts.append(f'<section id="{anchor}"><h2>{html.escape(heading)}</h2>{div}</section>')
-
-    page_title = title or "cadence · " + " vs ".join(r.name for r in loaded)
-    return _PAGE.format(
-        title=html.escape(page_title),
-        css=_CSS,
-        plotlyjs=plotly.offline.get_plotlyjs(),
-        header=_summary_html(loaded, colours),
-        nav=" · ".join(
-            f'<a href="#{a}">{html.escape(h.split(" (")[0])}</a>' for a, h, _ in figures
+    _HOVERS.clear()
+    try:
+        colours = _Colours()
+        figures: list[tuple[str, str, Any]] = []  # (anchor id, heading, figure)
+        makers = [
+            ("loss", "Loss and validation", lambda: _loss_figure(go, loaded, colours)),
+            ("metrics", "Validation metrics", lambda: _metrics_figure(go, loaded, colours)),
+            ("knobs", "Hyper-parameters per group",
+             lambda: _knobs_figure(go, loaded, colours)),
+            ("signals", "Signals behind the decisions",
+             lambda: _signals_figure(go, loaded, colours)),
+            ("timeline", "Event timeline", lambda: _timeline_figure(go, loaded)),
+        ]
+        for stage, (anchor, heading, make) in zip(STAGES[1:], makers, strict=False):
+            tell(stage)
+            fig = make()
+            if fig is not None:
+                figures.append((anchor, heading, fig))
+        tell(STAGES[-1])
+        config = {"displaylogo": False, "responsive": True}
+        parts = []
+        for anchor, heading, fig in figures:
+            div = _script_safe(fig.to_html(
+                full_html=False, include_plotlyjs=False, div_id=f"fig-{anchor}", config=config
+            ))
+            parts.append(f'<section id="{anchor}"><h2>{html.escape(heading)}</h2>{div}'
+                         "</section>")
+        page_title = title or "cadence · " + " vs ".join(r.name for r in loaded)
+        return _PAGE.format(
+            title=html.escape(page_title),
+            css=_CSS,
+            plotlyjs=plotly.offline.get_plotlyjs(),
+            header=_summary_html(loaded, colours),
+            nav=" · ".join(
+                f'<a href="#{a}">{html.escape(h.split(" (")[0])}</a>' for a, h, _ in figures
+            )
+            + ' · <a href="#events">Events</a> · <a href="#config">Configuration</a>',
+            figures="\n".join(parts),
+            table=_event_table_html(loaded),
+            configs=_config_html(loaded),
+            n_figures=len(figures),
         )
-        + ' · <a href="#events">Events</a> · <a href="#config">Configuration</a>',
-        figures="\n".join(parts),
-        table=_event_table_html(loaded),
-        configs=_config_html(loaded),
-        n_figures=len(figures),
-    )
+    finally:
+        _HOVERS.clear()
 
 
 def write_dashboard(
-    runs: Sequence[str | Path | RunData], out: str | Path, title: str | None = None
+    runs: Sequence[str | Path | RunData], out: str | Path, title: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the dashboard for ``runs`` to ``out`` (parents created) and return its path."""
+    """Write the dashboard for ``runs`` to ``out`` (parents created) and return its path;
+    ``progress`` as for :func:`render_dashboard`."""
     path = Path(out)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; name an .html file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)  # before drawing: fail fast
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise PermissionError(errno.EACCES, "not writable", str(path))
-    page = render_dashboard(runs, title=title)
+    page = render_dashboard(runs, title=title, progress=progress)
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -136,7 +156,7 @@ def _loss_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any:
         steps, losses = run.loss_series()
         all_losses += losses
         colour = colours.get(run.name, None)
-        xs, ys = _thin(steps, losses)
+        xs, ys = _line(steps, losses)
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="lines", name=_plain(f"{run.name} · train loss"),
             line={"color": colour, "width": 1.5}, legendgroup=run.name,
@@ -162,7 +182,7 @@ def _loss_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any:
                 hovertext=[_event_hover(e) for e in ev], hoverinfo="text",
                 legendgroup=run.name,
             ))
-    _add_alert_lines(fig, runs)
+    _add_alert_lines(fig, go, runs, all_losses)
     fig.update_layout(**_layout(height=430), yaxis_title="loss", xaxis_title="step")
     if _wants_log(all_losses):
         fig.update_yaxes(type="log")
@@ -206,7 +226,7 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
         for run in runs:
             for group, (steps, values) in run.knob_series().get(knob, {}).items():
                 values_seen += values
-                xs, ys = _thin(steps, values)
+                xs, ys = _line(steps, values)
                 fig.add_trace(go.Scatter(
                     x=xs, y=ys, mode="lines", name=_plain(f"{run.name} · {group}"),
                     line={"color": colours.get(run.name, group), "width": 1.5, "shape": "hv"},
@@ -229,9 +249,9 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
                             "line": {"width": 1, "color": "white"}},
                     hovertext=[_event_hover(e) for e in ev], hoverinfo="text",
                 ), row=i, col=1)
+        _add_alert_lines(fig, go, runs, values_seen, row=i)
         if _wants_log(values_seen):
             fig.update_yaxes(type="log", row=i, col=1)
-    _add_alert_lines(fig, runs, rows=len(knobs))
     fig.update_layout(**_layout(height=max(300, 230 * len(knobs))))
     fig.update_xaxes(title_text="step", row=len(knobs), col=1)
     return fig
@@ -248,7 +268,7 @@ def _signals_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | No
             series = run.signal_series().get(name)
             if series is None:
                 continue
-            xs, ys = _thin(*series)
+            xs, ys = _line(*series)
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines", name=_plain(run.name), showlegend=i == 0,
                 line={"color": colours.get(run.name, None), "width": 1.2},
@@ -333,19 +353,33 @@ def _timeline_figure(go: Any, runs: list[RunData]) -> Any | None:
     return fig
 
 
-def _add_alert_lines(fig: Any, runs: list[RunData], rows: int = 0) -> None:
-    """Vertical lines at skipped steps and rollbacks, so trouble stands out on every curve."""
-    alerts = [e for r in runs for e in r.events if e.get("kind") in _ALERT_LINE_COLOUR]
-    for event in alerts[:MAX_ALERT_LINES]:
-        kind = event["kind"]
-        style = {"line_color": _ALERT_LINE_COLOUR[kind],
-                 "line_width": 2 if kind == "rollback" else 1,
-                 "line_dash": "solid" if kind == "rollback" else "dot"}
-        if rows:
-            for row in range(1, rows + 1):
-                fig.add_vline(x=event["step"], row=row, col=1, **style)
-        else:
-            fig.add_vline(x=event["step"], **style)
+def _add_alert_lines(fig: Any, go: Any, runs: list[RunData], values: list[float],
+                     row: int | None = None) -> None:
+    """Vertical lines at skipped steps and rollbacks, so trouble stands out on every curve:
+    one trace per kind (segments from the panel's lowest to its highest value, separated
+    by gaps), not one shape per event, which plotly builds thousands of times slower."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return
+    lo, hi = min(finite), max(finite)
+    for kind, colour in _ALERT_LINE_COLOUR.items():
+        steps = sorted({e["step"] for r in runs for e in r.events if e.get("kind") == kind
+                        and e.get("step") is not None})
+        if not steps:
+            continue
+        steps = _thin(steps, steps, MAX_ALERT_LINES)[0]
+        xs: list[Any] = []
+        ys: list[Any] = []
+        for step in steps:
+            xs += [step, step, None]
+            ys += [lo, hi, None]
+        where = {"row": row, "col": 1} if row is not None else {}
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", name=_plain(f"{kind} lines"), showlegend=False,
+            hoverinfo="skip", connectgaps=False, legendgroup=f"alerts/{kind}",
+            line={"color": colour, "width": 2 if kind == "rollback" else 1,
+                  "dash": "solid" if kind == "rollback" else "dot"},
+        ), **where)
 
 
 # ---- HTML pieces -----------------------------------------------------------------------
@@ -488,6 +522,15 @@ def _thin(xs: list[Any], ys: list[Any], limit: int = MAX_POINTS) -> tuple[list[A
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
+def _line(xs: list[Any], ys: list[Any]) -> tuple[Any, Any]:
+    """A thinned line as float arrays: plotly takes arrays whole (and embeds them as typed
+    arrays) instead of checking a list element by element."""
+    import numpy as np
+
+    txs, tys = _thin(xs, ys)
+    return np.asarray(txs, dtype=float), np.asarray(tys, dtype=float)
+
+
 def _thin_events(events: list[dict[str, Any]], limit: int = MAX_POINTS) -> list[dict[str, Any]]:
     return _thin(events, events, limit)[0]
 
@@ -529,7 +572,19 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+#: Hover texts of the events of the page being drawn (an event shows on several panels).
+_HOVERS: dict[int, str] = {}
+
+
 def _event_hover(e: dict[str, Any]) -> str:
+    """Hover text for one event (cached while a page is drawn)."""
+    key = id(e)
+    if key not in _HOVERS:
+        _HOVERS[key] = _event_hover_text(e)
+    return _HOVERS[key]
+
+
+def _event_hover_text(e: dict[str, Any]) -> str:
     """Hover text for one event: plotly's HTML subset, every value from the file escaped."""
     head = f"<b>{_plain(e.get('kind') or 'change')}</b> · step {_plain(e.get('step'))}"
     lines = [head, f"source: {_plain(e.get('source') or '?')}"]

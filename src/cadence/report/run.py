@@ -28,9 +28,16 @@ class RunData:
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0  # malformed JSONL lines skipped while reading
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- derived views -------------------------------------------------------------
     def loss_series(self) -> tuple[list[int], list[float]]:
+        """Training loss per logged step (lines without a finite loss are left out)."""
+        if "loss" not in self._cache:  # computed once: the dashboard asks per panel
+            self._cache["loss"] = self._loss_series()
+        return self._cache["loss"]  # type: ignore[no-any-return]
+
+    def _loss_series(self) -> tuple[list[int], list[float]]:
         """Training loss per logged step (lines without a finite loss are left out)."""
         steps, losses = [], []
         for row in self.metrics:
@@ -41,6 +48,12 @@ class RunData:
         return steps, losses
 
     def metric_series(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Observed validation metrics (``regime.observe``): name -> (steps, values)."""
+        if "metrics" not in self._cache:  # computed once: the dashboard asks per panel
+            self._cache["metrics"] = self._metric_series()
+        return self._cache["metrics"]  # type: ignore[no-any-return]
+
+    def _metric_series(self) -> dict[str, tuple[list[int], list[float]]]:
         """Observed validation metrics (``regime.observe``): name -> (steps, values)."""
         out: dict[str, tuple[list[int], list[float]]] = {}
         for row in self.metrics:
@@ -54,6 +67,12 @@ class RunData:
         return out
 
     def knob_series(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+        """Hyper-parameter values over time: knob -> group -> (steps, values)."""
+        if "knobs" not in self._cache:  # computed once: the dashboard asks per panel
+            self._cache["knobs"] = self._knob_series()
+        return self._cache["knobs"]  # type: ignore[no-any-return]
+
+    def _knob_series(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
         """Hyper-parameter values over time: knob -> group -> (steps, values)."""
         out: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
         for row in self.metrics:
@@ -69,6 +88,12 @@ class RunData:
         return out
 
     def signal_series(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Logged signals over time: name -> (steps, values)."""
+        if "signals" not in self._cache:  # computed once: the dashboard asks per panel
+            self._cache["signals"] = self._signal_series()
+        return self._cache["signals"]  # type: ignore[no-any-return]
+
+    def _signal_series(self) -> dict[str, tuple[list[int], list[float]]]:
         """Logged signals over time: name -> (steps, values)."""
         out: dict[str, tuple[list[int], list[float]]] = {}
         for row in self.metrics:
