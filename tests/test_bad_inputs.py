@@ -178,6 +178,8 @@ CASES: dict[str, Bad] = {
     "guard a string": Bad(lambda t: regime(guard="yes"), TypeError, "guard"),
     "guard typo": Bad(lambda t: regime(guard={"lr_cutt": 0.5}), TypeError, "guard"),
     "guard bad value": Bad(lambda t: regime(guard={"lr_cut": 5}), ValueError, "guard"),
+    "guard value a string": Bad(lambda t: regime(guard={"lr_cut": "half"}), TypeError,
+                                "lr_cut"),
     "seed a float": Bad(lambda t: regime(seed=1.5), ValueError, "seed"),
     "seed a string": Bad(lambda t: regime(seed="a"), ValueError, "seed"),
     # regime.observe(...)
@@ -269,6 +271,11 @@ CASES: dict[str, Bad] = {
                              "lr_cutt"),
     "config guard value": Bad(lambda t: config(t, "guard: {lr_cut: 5}\n"), ConfigError,
                               "lr_cut"),
+    "config guard value a string": Bad(lambda t: config(t, "guard: {lr_cut: half}\n"),
+                                       ConfigError, "lr_cut"),
+    "config controller params not a table": Bad(
+        lambda t: config(t, "controllers: [{name: plateau, params: 3}]\n"), ConfigError,
+        "params"),
     "config controllers a bare name": Bad(lambda t: config(t, "controllers: plateau\n"),
                                           ConfigError, "controllers"),
     "config controller parameter": Bad(

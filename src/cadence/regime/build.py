@@ -73,6 +73,10 @@ def _guard_from(args: Mapping[str, Any]) -> Guard:
     if unknown:
         raise TypeError(f"guard has unknown argument(s) {', '.join(map(repr, unknown))}; "
                         f"allowed: {', '.join(allowed)}")
+    for key, value in args.items():
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, numbers.Real)):
+            raise TypeError(f"guard[{key!r}] must be a number, got {value!r}")
     try:
         return Guard(**args)
     except (TypeError, ValueError) as err:

@@ -369,6 +369,9 @@ def _parts_parser(key: str) -> Callable[[Any, str], list[Any]]:
                                   f"{', '.join(registry.names()) or '(none registered)'}")
             if "unrecorded" in entry:
                 raise ConfigError(f"{where} ({name}): {entry['unrecorded']}")
+            if not isinstance(entry.get("params") or {}, Mapping):
+                raise ConfigError(f"{where}.params = {entry['params']!r} is not allowed; "
+                                  "allowed values: a table of parameter -> value")
             params = dict(entry.get("params") or {})
             inline = {k: v for k, v in entry.items() if k not in ("name", "params")}
             if inline and params:
@@ -415,6 +418,10 @@ def _parse_guard(value: Any, source: str) -> Any:
         if unknown:
             raise ConfigError(f"{source}: guard.{unknown[0]} is not allowed; allowed "
                               f"parameters: {', '.join(accepted)}")
+        for key, item in value.items():
+            if item is not None and not _is_number(item):
+                raise ConfigError(f"{source}: guard.{key} = {item!r} is not allowed; allowed "
+                                  "values: a number")
         try:
             Guard(**value)
         except (TypeError, ValueError) as err:
