@@ -131,6 +131,20 @@ def test_layerwise_falls_back_to_uniform_when_validation_degrades() -> None:
     assert all(v == pytest.approx(1.0, abs=0.05) for v in mult.values())
 
 
+def test_layerwise_falls_back_when_no_validation_came_before_its_first_move() -> None:
+    """The reference used to be taken only at the first move: with no observation yet it
+    stayed None and the fallback could never fire (issue 11)."""
+    c = LayerwiseLR(max_step=1.05, beta=0.0, tol=0.02, patience=2)
+    sig = {"update_ratio.valid": 1.0, "update_ratio.rel/a": 4.0, "update_ratio.rel/b": 1.0,
+           "update_ratio.rel/c": 1.0}
+    for step in range(20):  # per-layer rates start with no validation value observed
+        c.propose(sig, ctx(step, _groups3()))
+    assert not c.fallen_back
+    for step, val in zip(range(20, 60), [1.0] + [1.4] * 39, strict=True):
+        c.propose(sig, ctx(step, _groups3(), metrics={"val_loss": val}, metrics_step=step))
+    assert c.fallen_back
+
+
 def test_layerwise_does_not_flip_flop_on_alternating_ratios() -> None:
     c = LayerwiseLR()
     factors = {"a": [], "b": []}

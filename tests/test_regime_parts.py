@@ -197,3 +197,13 @@ def test_a_torch_scheduler_on_the_same_optimizer_is_noticed_and_warned_once() ->
     adopted = [e for e in regime.events if e.source == "outside"]
     assert len(adopted) == 3 * len(regime.group_names)  # StepLR halved it at 2, 4 and 6
     assert all(e.new == pytest.approx(0.5 * e.old) for e in adopted)
+
+
+def test_reaching_total_steps_warns_once_and_points_to_replan() -> None:
+    model, _, regime = make(preset="cosine")  # total_steps=40
+    with pytest.warns(UserWarning, match=r"total_steps=40.*replan") as caught:
+        for i in range(45):
+            loss = loss_of(model, i)
+            loss.backward()
+            regime.step(loss)
+    assert sum("total_steps=40" in str(w.message) for w in caught) == 1

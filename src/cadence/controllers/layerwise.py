@@ -13,7 +13,8 @@ Two statistics, chosen by ``mode``:
 Targets are smoothed (EMA in log space), the spread between groups is bounded (largest /
 smallest multiplier ≤ ``max_spread``), and each group follows its target by at most
 ``max_step`` per decision. **Fallback:** the validation metric at the moment the multipliers
-first move is remembered; if later observations are worse by more than ``tol`` for
+first move is remembered (or, when none was observed yet, the first one after); if later
+observations are worse by more than ``tol`` for
 ``patience`` observations in a row, every group returns to the uniform rate and the
 controller stays off.
 """
@@ -90,7 +91,10 @@ class LayerwiseLR(Controller):
         if value is None or not fresh or not math.isfinite(value):
             return None
         self._seen_metrics_step = context.metrics_step
-        if not self._enabled or self._ref is None:
+        if not self._enabled:
+            return None
+        if self._ref is None:  # no observation before the first move: the first one after
+            self._ref = value  # it is the reference (it saw per-layer rates only briefly)
             return None
         ref = self._ref
         worse = value > ref * (1 + self.tol) if self.metric_mode == "min" else (

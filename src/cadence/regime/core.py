@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,12 @@ class Regime:
             return
         self.measure.after_step(m)
         self.step_count += 1
+        if self.step_count == self._total_steps:
+            warnings.warn(
+                f"the Regime has made its total_steps={self._total_steps} updates: the schedule "
+                "is at its end from here on; call regime.replan(new_total) to train longer",
+                stacklevel=3,
+            )
         self.knobs.write_lr(self.step_count)  # the lr of the next update, as a torch scheduler
         if self.step_count % self.metrics_every == 0:
             self._write_metrics(m.loss, None)
