@@ -1,8 +1,10 @@
 """The run folder: the files one run writes, in the format of docs/formats.md.
 
-``config.json`` (the configuration, written once at the start), ``events.jsonl`` (one
-Event per line), ``metrics.jsonl`` (one record per line) and ``snapshot.pt`` (the last
-known-good parameters, optimizer state and regime state, replaced atomically). The
+``config.json`` (the configuration, written once at the start, atomically),
+``events.jsonl`` (one Event per line) and ``metrics.jsonl`` (one record per line), both
+flushed line by line so a crash leaves them valid up to their last complete line, and
+``snapshot.pt`` (the last known-good parameters, optimizer state and regime state,
+replaced atomically; ``Regime.load_snapshot()`` goes back to it). The
 Regime writes one on rank 0 when given ``log_dir``; the demo writes its plain-torch
 baseline through the same class, so the dashboard reads both alike.
 """
@@ -32,9 +34,10 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise NotADirectoryError(f"log_dir {str(self.path)!r} exists and is not a folder")
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / CONFIG_FILE).write_text(
-            json.dumps(json_safe(dict(config)), indent=2), encoding="utf-8"
-        )
+        # written whole or not at all: a crash mid-write leaves no half config.json
+        tmp = self.path / (CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(json_safe(dict(config)), indent=2), encoding="utf-8")
+        os.replace(tmp, self.path / CONFIG_FILE)
         self._events = JsonlSink(self.path / EVENTS_FILE)
         self._metrics = JsonLines(self.path / METRICS_FILE)
 
