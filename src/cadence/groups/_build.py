@@ -276,5 +276,5 @@ def _check_layer_decay(arg: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg} must be a number or None, got {value!r}")
-    if not 0 < value <= 1:
+    if not 0 < float(value) <= 1:
         raise ValueError(f"{arg} must be in (0, 1], got {value!r}")
