@@ -284,17 +284,19 @@ class Knobs:
         would need a host sync)."""
         events = []
         for n, g in self.groups.items():
-            seen, written = g.get("lr"), self._written.get(n)
-            if (written is None or isinstance(seen, torch.Tensor)
-                    or math.isclose(float(seen), written, rel_tol=1e-9)):
+            written = self._written.get(n)
+            if written is None or isinstance(g["lr"], torch.Tensor):
+                continue
+            seen = float(g["lr"])
+            if math.isclose(seen, written, rel_tol=1e-9):
                 continue
             scale = self.schedule(n, step) * self.multiplier(n)
             if scale <= 0:
                 continue  # during a warmup from 0 the user's value cannot set a base
             old = self.base(n, "lr")
-            g[base_key("lr")] = float(seen) / scale
+            g[base_key("lr")] = seen / scale
             self._bounds = self._controlled_bounds()
-            reason = (f"group['lr'] was set to {float(seen):.4g} outside the regime (it had "
+            reason = (f"group['lr'] was set to {seen:.4g} outside the regime (it had "
                       f"written {written:.4g}); adopted as the new base lr {old:.4g} -> "
                       f"{self.base(n, 'lr'):.4g}")
             if n not in self._adopted:
@@ -302,9 +304,8 @@ class Knobs:
                 warnings.warn(f"{reason}. A torch LRScheduler on the same optimizer fights the "
                               "Regime's schedule: give the schedule to the Regime (schedule=...) "
                               "instead", stacklevel=4)
-            events.append(Event(step, n, "lr", written, float(seen), "outside", reason,
-                                dict(signals)))
-            self._written[n] = float(seen)
+            events.append(Event(step, n, "lr", written, seen, "outside", reason, dict(signals)))
+            self._written[n] = seen
         return events
 
     # -- clipping -----------------------------------------------------------------------------
