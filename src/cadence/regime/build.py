@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from cadence.checks import check_int
 from cadence.protocol import CONTROLLERS, SIGNALS, Controller, Registry, Signal
 from cadence.regime.guard import Guard
 from cadence.signals.core import CORE_SIGNALS
@@ -27,6 +29,21 @@ def group_names(optimizer: torch.optim.Optimizer) -> list[str]:
             raise ValueError(f"two param groups are named {name!r}; give each a unique 'name'")
         names.append(name)
     return names
+
+
+def check_seed_scaler_log_dir(seed: Any, scaler: Any, log_dir: Any) -> int | None:
+    """The Regime's plain arguments that no part checks: the seed (returned as an int),
+    the GradScaler's interface and the run folder's type."""
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
+    if scaler is not None and not all(callable(getattr(scaler, f, None))
+                                      for f in ("unscale_", "step", "update")):
+        raise TypeError(f"scaler must be a torch.amp.GradScaler (unscale_, step, update) "
+                        f"or None, got {type(scaler).__name__} {scaler!r}")
+    if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+        raise TypeError(f"log_dir must be a folder path (str or os.PathLike) or None, got "
+                        f"{type(log_dir).__name__} {log_dir!r}")
+    return seed
 
 
 def clip_mode(clip_norm: Any) -> float | str | None:
@@ -138,4 +155,7 @@ def signals(
     return mine, out
 
 
-__all__ = ["clip_mode", "controllers", "group_names", "guard_arguments", "make_guard", "signals"]
+__all__ = [
+    "check_seed_scaler_log_dir", "clip_mode", "controllers", "group_names", "guard_arguments",
+    "make_guard", "signals",
+]

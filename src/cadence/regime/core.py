@@ -9,10 +9,6 @@ phases: :meth:`Regime.decide` before their step and :meth:`Regime.finish` after 
 
 from __future__ import annotations
 
-import difflib
-import math
-import numbers
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -119,15 +115,7 @@ class Regime:
         self.accumulation_steps = check_int("accumulation_steps", accumulation_steps)
         self.metrics_every = check_int("metrics_every", metrics_every)
         self.snapshot_every = check_int("snapshot_every", snapshot_every, 0)
-        if seed is not None:
-            seed = check_int("seed", seed, 0)
-        if scaler is not None and not all(callable(getattr(scaler, f, None))
-                                          for f in ("unscale_", "step", "update")):
-            raise TypeError(f"scaler must be a torch.amp.GradScaler (unscale_, step, update) "
-                            f"or None, got {type(scaler).__name__} {scaler!r}")
-        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
-            raise TypeError(f"log_dir must be a folder path (str or os.PathLike) or None, got "
-                            f"{type(log_dir).__name__} {log_dir!r}")
+        seed = build.check_seed_scaler_log_dir(seed, scaler, log_dir)
         self.scaler, self.seed, self.preset = scaler, seed, preset
         self.generator = torch.Generator()
         if seed is not None:
@@ -290,34 +278,12 @@ class Regime:
         if args:
             raise TypeError(f"observe() takes metrics by name, e.g. observe(val_loss=0.3); "
                             f"got {len(args)} positional value(s) {args!r}")
-        reduced = observed_values(self._checked_metrics(metrics))
+        read = {"val_loss"} | {str(getattr(c, a)) for c in self.controllers
+                               for a in ("metric", "monitor") if getattr(c, a, None)}
+        reduced = observed_values(metrics, read)
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
         self._write_metrics(self.signals.get("loss"), reduced)
-
-    def _checked_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """``observe``'s values as floats or tensors, each finite; typos of read names refused."""
-        read = {"val_loss"} | {str(getattr(c, a)) for c in self.controllers
-                               for a in ("metric", "monitor") if getattr(c, a, None)}
-        out: dict[str, Any] = {}
-        for name, value in metrics.items():
-            if name not in read:
-                close = difflib.get_close_matches(name, sorted(read), n=1, cutoff=0.8)
-                if close:
-                    raise ValueError(f"observe({name}=...): no controller reads {name!r}; did "
-                                     f"you mean {close[0]!r}? (read: {', '.join(sorted(read))})")
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                value = float(value)
-                finite = math.isfinite(value)
-            elif isinstance(value, torch.Tensor) and value.numel() == 1:
-                finite = bool(torch.isfinite(value.detach()).all())
-            else:
-                finite = True  # observed_values names the wrong type or shape
-            if not finite:
-                raise ValueError(f"observe({name}={value!r}): the value must be finite; skip "
-                                 "the call when evaluation failed")
-            out[name] = value
-        return out
 
     def replan(self, total_steps: int) -> None:
         """Change the horizon: stretch the rest of every schedule to ``total_steps``.

@@ -9,7 +9,9 @@ on steps the guard found healthy.
 
 from __future__ import annotations
 
+import difflib
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -173,20 +175,34 @@ def check_loss(loss: Any) -> None:
         )
 
 
-def observed_values(metrics: dict[str, Any]) -> dict[str, float]:
-    """``regime.observe(**metrics)`` checked and averaged over ranks."""
+def observed_values(metrics: dict[str, Any], read: set[str]) -> dict[str, float]:
+    """``regime.observe(**metrics)`` checked and averaged over ranks.
+
+    Values are finite numbers (Python, numpy or one-element tensors); a name that nobody
+    ``read``s but that looks like a typo of one that is (``val_los``) is refused.
+    """
     if not metrics:
         raise ValueError("observe() needs at least one metric, e.g. observe(val_loss=0.3)")
     vals: dict[str, Any] = {}
     for k, v in metrics.items():
+        if k not in read:
+            close = difflib.get_close_matches(k, sorted(read), n=1, cutoff=0.8)
+            if close:
+                raise ValueError(f"observe({k}=...): no controller reads {k!r}; did you mean "
+                                 f"{close[0]!r}? (read: {', '.join(sorted(read))})")
         if isinstance(v, torch.Tensor):
             if v.numel() != 1:
                 raise ValueError(f"observe({k}=...) needs a scalar, got shape {tuple(v.shape)}")
+            finite = bool(torch.isfinite(v.detach()).all())
             vals[k] = v.detach()
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        elif isinstance(v, numbers.Real) and not isinstance(v, bool):
             vals[k] = float(v)
+            finite = math.isfinite(vals[k])
         else:
             raise TypeError(f"observe({k}=...) needs a number, got {type(v).__name__}")
+        if not finite:
+            raise ValueError(f"observe({k}={v!r}): the value must be finite; skip the call "
+                             "when evaluation failed")
     return distributed.reduce_mean(vals)
 
 
