@@ -207,3 +207,18 @@ def test_reaching_total_steps_warns_once_and_points_to_replan() -> None:
             loss.backward()
             regime.step(loss)
     assert sum("total_steps=40" in str(w.message) for w in caught) == 1
+
+
+def test_an_lr_change_while_the_warmup_is_at_zero_reads_as_the_peak_it_moves() -> None:
+    """At a warmup's first step the effective lr is 0, so 'lr 0 -> 0' said nothing; the
+    event gives the lr before the schedule instead, and says so."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)  # far below auto's scale rule
+    regime = Regime(opt, total_steps=200)  # auto: warmup from 0 and the scale-aware start
+    loss = loss_of(model, 0)
+    loss.backward()
+    regime.step(loss)
+    scale = [e for e in regime.events if e.source == "scale"]
+    assert scale and scale[0].step == 0 and scale[0].old == pytest.approx(1e-5)
+    assert scale[0].new > scale[0].old and "the schedule is at 0" in scale[0].reason

@@ -239,17 +239,22 @@ class Knobs:
         events = []
         for ch in arbiter.decide(proposals, current, self._bounds, scale):
             group = self.groups[ch.group]
+            reason = ch.reason
             if ch.knob == "lr":
                 old = self.lr(ch.group, step)
                 group[LR_MULT_KEY] = ch.new
                 self._written[ch.group] = new = self.lr(ch.group, step)
                 write_knob(group, "lr", new)
+                if self.schedule(ch.group, step) == 0.0:  # e.g. a warmup's first step: say
+                    base = self.base(ch.group, "lr")     # what the change does to the peak
+                    old, new = base * ch.old, base * ch.new
+                    reason += " (lr before the schedule; the schedule is at 0 at this step)"
             else:
                 old, new = ch.old, ch.new
                 write_knob(group, ch.knob, ch.new)
             # a change that answers a detected drift (its reason, or one joined part, says so)
             drift = any(part.startswith("drift:") for part in ch.reason.split("; "))
-            events.append(Event(step, ch.group, ch.knob, old, new, ch.source, ch.reason,
+            events.append(Event(step, ch.group, ch.knob, old, new, ch.source, reason,
                                 dict(signals), "drift" if drift else "change"))
         return events
 
