@@ -28,7 +28,7 @@ from cadence.bench.db import ResultsDB
 from cadence.bench.oracle import ORACLE_METHOD, lr_key, score, select_oracle
 from cadence.bench.report import _worst_to_value, ratio
 from cadence.bench.runner import RunSpec, run_specs
-from cadence.bench.suites import get_suite, run_suite
+from cadence.bench.suites import Suite, get_suite
 
 METHODS = ("cadence-learned", "cadence-auto")
 DEFAULT_START = 1e-3
@@ -47,6 +47,17 @@ def copy_oracle_rows(db: ResultsDB, source: str | Path) -> int:
     return n
 
 
+def grid_specs(suite: Suite, method: str) -> list[RunSpec]:
+    """``method`` over each plan's lr grid and seeds, at the plan's budget (a suite's plans
+    list their own methods; the learned preset is not among them)."""
+    out = []
+    for plan in suite.plans:
+        t = plan.specs([ORACLE_METHOD])[0]
+        out += [RunSpec(plan.workload, method, lr, seed, t.steps, t.eval_every)
+                for lr in plan.lrs(method) for seed in plan.seeds]
+    return out
+
+
 def evaluate(db_path: str | Path, source: str | Path, extra_seeds: Sequence[int] = (2, 3, 4),
              workers: int | None = None, suite: str = "standard",
              log: Any = print) -> dict[str, int]:
@@ -63,7 +74,7 @@ def evaluate(db_path: str | Path, source: str | Path, extra_seeds: Sequence[int]
     with ResultsDB(db_path) as db:
         copied = copy_oracle_rows(db, source)
         log(f"[cadence learn] {copied} oracle rows copied from {source}")
-        add(run_suite(the_suite, db, methods=[METHODS[0]], workers=workers, log=log))
+        add(run_specs(grid_specs(the_suite, METHODS[0]), db, workers=workers, log=log))
         extra: list[RunSpec] = []
         for plan in the_suite.plans:
             template = plan.specs([ORACLE_METHOD])[0]
@@ -78,7 +89,8 @@ def evaluate(db_path: str | Path, source: str | Path, extra_seeds: Sequence[int]
                     extra.append(RunSpec(plan.workload, ORACLE_METHOD, chosen["lr"], seed,
                                          template.steps, template.eval_every))
         add(run_specs(extra, db, workers=workers, log=log))
-        add(run_suite(the_suite, db, methods=list(METHODS[1:]), workers=workers, log=log))
+        for method in METHODS[1:]:
+            add(run_specs(grid_specs(the_suite, method), db, workers=workers, log=log))
     return counts
 
 
