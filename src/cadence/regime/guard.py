@@ -34,8 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cadence.protocol import Part, Proposal, Signals
-
-_MAD_TO_SIGMA = 1.4826
+from cadence.stats import MAD_TO_SIGMA, median
 
 
 class GuardError(RuntimeError):
@@ -149,14 +148,13 @@ class Guard(Part):
         """
         if len(self.losses) < self.min_history:
             return 0.0
-        hist = sorted(self.losses)
-        med = _median(hist)
+        med = median(self.losses)
         if loss <= med:  # at or below the median: never a spike, skip the MAD
             return (loss - med) / max(self.spike_floor * abs(med), 1e-8)
-        mad = _median(sorted(abs(x - med) for x in hist))
+        mad = median(abs(x - med) for x in self.losses)
         first = abs(self.first_loss) if self.first_loss is not None else 0.0
         scale = max(
-            _MAD_TO_SIGMA * mad, self.spike_floor * abs(med), self.scale_floor * first, 1e-8
+            MAD_TO_SIGMA * mad, self.spike_floor * abs(med), self.scale_floor * first, 1e-8
         )
         return (loss - med) / scale
 
@@ -319,12 +317,6 @@ class Guard(Part):
         self.verify_after_rollback = bool(state.get("verify_after_rollback", False))
         self.pending_stop = state.get("pending_stop")
         self.reintro_every = int(state["reintro_every"])
-
-
-def _median(sorted_xs: list[float]) -> float:
-    n = len(sorted_xs)
-    mid = n // 2
-    return sorted_xs[mid] if n % 2 else 0.5 * (sorted_xs[mid - 1] + sorted_xs[mid])
 
 
 __all__ = ["Guard", "GuardError"]
