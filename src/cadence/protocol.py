@@ -1,7 +1,7 @@
 """The contracts every part of cadence agrees on: knobs, proposals, signals, controllers.
 
 A training step flows measure → guard → propose → arbitrate → apply (see docs/regime.md).
-Signals measure, controllers propose, and only the Regime's arbiter writes into
+Signals measure, controllers propose, the arbiter decides, and only the knobs write into
 ``optimizer.param_groups``. This module holds the small types that connect those stages
 and depends on nothing else in cadence.
 """
