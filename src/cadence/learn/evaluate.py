@@ -134,14 +134,16 @@ def analyse_transfer(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             sel_med = {lr: _median(v) for lr, v in sel_lr.items()}
             finite = {lr: v for lr, v in sel_med.items() if math.isfinite(v)}
             tuned = (max if higher else min)(finite, key=finite.__getitem__) if finite else None
-            worst_lr = (min if higher else max)(test_med, key=test_med.__getitem__)
+            worst_lr = ((min if higher else max)(test_med, key=test_med.__getitem__)
+                        if test_med else None)
             info["methods"][m] = {
                 "default_q": _median(dvals), "default_seeds": len(dvals),
                 "default_ratio": ratio(_median(dvals), oracle_q, higher),
                 "seed_ratios": sorted(ratio(v, oracle_q, higher) for v in dvals),
                 "tuned_lr": tuned,
                 "tuned_ratio": ratio(test_med[tuned], oracle_q, higher) if tuned else math.nan,
-                "worst_ratio": ratio(test_med[worst_lr], oracle_q, higher),
+                "worst_ratio": (ratio(test_med[worst_lr], oracle_q, higher)
+                                if worst_lr is not None else math.nan),
                 "worst_lr": worst_lr,
                 "diverged": sum(r["status"] == "diverged" for r in mrows), "runs": len(mrows),
             }
@@ -179,7 +181,7 @@ def transfer_table(db_path: str | Path, trained_on: Sequence[str]) -> str:
             f"({info['oracle_lr']:.3g}, {info['oracle_seeds']} seeds) | {_f(le['default_q'])} | "
             f"**{_f(le['default_ratio'])}** ({per_seed}) | {_f(au['default_q'])} | "
             f"{_f(au['default_ratio'])} | {_f(rel)} | {_f(le['tuned_ratio'])} | "
-            f"{_f(le['worst_ratio'], 3)} (start {le['worst_lr']:.0e}) | "
+            f"{_f(le['worst_ratio'], 3)} (start {le['worst_lr'] or math.nan:.0e}) | "
             f"{le['diverged']}/{le['runs']} · {au['diverged']}/{au['runs']} |"
         )
     return "\n".join(lines)
