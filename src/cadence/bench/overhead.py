@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cadence.regime.measure import per_tensor_norms
+from cadence.signals.core import per_tensor_norms
 
 from .methods.cadence_presets import PRESETS
 from .workloads import get_workload

@@ -20,7 +20,7 @@ import torch
 
 from cadence.protocol import MeasureContext, Signal
 from cadence.regime import distributed
-from cadence.signals.core import global_grad_norm
+from cadence.signals.core import global_grad_norm, per_tensor_norms
 
 
 @dataclass
@@ -206,18 +206,4 @@ def observed_values(metrics: dict[str, Any], read: set[str]) -> dict[str, float]
     return distributed.reduce_mean(vals)
 
 
-def per_tensor_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Each gradient's L2 norm in float32, as one vector on the first gradient's device
-    (one fused ``_foreach_norm`` per device, no host sync). The global norm is the norm of
-    this vector; a non-finite entry makes it non-finite, so it also detects NaN/inf."""
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
-    for g in grads:
-        by_device.setdefault(g.device, []).append(g)
-    if len(by_device) == 1:
-        return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-    first = grads[0].device
-    return torch.cat([torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float32)).to(first)
-                      for gs in by_device.values()])
-
-
-__all__ = ["Measurement", "Measurer", "check_loss", "observed_values", "per_tensor_norms"]
+__all__ = ["Measurement", "Measurer", "check_loss", "observed_values"]

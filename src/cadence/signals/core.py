@@ -18,25 +18,25 @@ from cadence.protocol import SIGNALS, MeasureContext, Signal
 from cadence.stats import Ema
 
 
-def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all ``grads`` together, as a 0-dim tensor (no host sync).
-
-    Uses one fused ``_foreach_norm`` per device; non-finite entries make the result
-    non-finite, so the same number also detects NaN/inf gradients.
-    """
+def per_tensor_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each gradient's L2 norm in float32, as one vector on the first gradient's device
+    (one fused ``_foreach_norm`` per device, no host sync). The global norm is the norm of
+    this vector; a non-finite entry makes it non-finite, so it also detects NaN/inf."""
     if not grads:
-        raise ValueError("global_grad_norm needs at least one gradient")
+        raise ValueError("per_tensor_norms needs at least one gradient")
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for g in grads:
         by_device.setdefault(g.device, []).append(g)
+    if len(by_device) == 1:
+        return torch.stack(torch._foreach_norm(list(grads), 2, dtype=torch.float32))
     first = grads[0].device
-    norms = [
-        torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)), dtype=torch.float32)
-        for gs in by_device.values()
-    ]
-    if len(norms) == 1:
-        return norms[0]
-    return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
+    return torch.cat([torch.stack(torch._foreach_norm(gs, 2, dtype=torch.float32)).to(first)
+                      for gs in by_device.values()])
+
+
+def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all ``grads`` together, as a 0-dim float32 tensor (no host sync)."""
+    return torch.linalg.vector_norm(per_tensor_norms(grads))
 
 
 class LossSignal(Signal):
@@ -124,4 +124,5 @@ __all__ = [
     "LossSignal",
     "NonFiniteSignal",
     "global_grad_norm",
+    "per_tensor_norms",
 ]
