@@ -23,6 +23,11 @@ PEERS = (
 CADENCE = (
     "cadence-auto", "cadence-clara", "cadence-hypergradient", "cadence-plateau", "cadence-cosine"
 )
+#: every controller measured as its own arm (methods/cadence_presets.py, ``CONTROLLER_ARMS``)
+CONTROLLER_ARMS = (
+    "cadence-momentum", "cadence-weight-decay", "cadence-noise-lr", "cadence-layerwise",
+    "cadence-layerwise-ld0.8", "cadence-salera", "cadence-clara-sgd", "cadence-plateau-val",
+)
 FULL_GRID = tuple(range(11))  # 11 half-decade points
 DECADES = (0, 2, 4, 6, 8, 10)  # every other point: one per decade
 
@@ -69,8 +74,8 @@ class Suite:
 
 
 _QUICK_METHODS = ("adamw-cosine", "adamw-constant", "schedulefree-adamw", "prodigy", "cadence-auto")
-_STD_METHODS = PEERS + CADENCE
-_FULL_METHODS = PEERS + ("prodigy-mult", "dadapt-adam-mult") + CADENCE
+_STD_METHODS = PEERS + CADENCE + CONTROLLER_ARMS
+_FULL_METHODS = PEERS + ("prodigy-mult", "dadapt-adam-mult") + CADENCE + CONTROLLER_ARMS
 
 SUITES: dict[str, Suite] = {
     "quick": Suite(
@@ -92,7 +97,8 @@ SUITES: dict[str, Suite] = {
             Plan("quadratic", _STD_METHODS, steps=1000),
             Plan("rosenbrock", _STD_METHODS, steps=2000),
         ),
-        description="every peer and preset, decade grid, 2 seeds, ~1 h on 2 cores",
+        description="every peer, preset and controller arm, decade grid, 2 seeds (~1 h on 2 "
+                    "cores before the 8 controller arms were added; not re-timed since)",
     ),
     "stress": Suite(
         "stress",
@@ -158,7 +164,8 @@ def run_suite(
     """Run (or resume) ``suite`` into ``db``, optionally limited to some workloads or
     methods, then refine the oracle's grid around its winner. Returns status counts."""
     wl_names = expand_names(workloads, WORKLOADS, GROUPS)
-    m_names = expand_names(methods, METHODS, {"peers": PEERS, "cadence": CADENCE})
+    m_names = expand_names(methods, METHODS, {"peers": PEERS, "cadence": CADENCE,
+                                              "controllers": CONTROLLER_ARMS})
     plans = [p for p in suite.plans if wl_names is None or p.workload in wl_names]
     if wl_names:  # a workload named on the command line but absent from the suite
         have = {p.workload for p in plans}

@@ -5,10 +5,16 @@
     regime = cadence.Regime(optimizer, total_steps=T, preset=name)
     loss.backward(); regime.step(loss)
     regime.observe(val_loss=..., val_acc=...)   # at evaluation points
+
+Besides the presets, ``CONTROLLER_ARMS`` measures every controller as its own arm: a base
+preset plus ``controllers=[...]`` (and, for some, a static ``layer_decay`` or an SGD
+optimizer), still through the same public surface.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,4 +54,108 @@ METHODS = [
         lr_meaning="initial learning rate", description=f"cadence.Regime(preset={p!r}) over AdamW",
     )
     for p in PRESETS
+]
+
+
+# -- every controller as its own arm -----------------------------------------------------------
+#: SGD settings of the SGD-family arms (the sgd-cosine peer's, so the two compare)
+SGD_MOMENTUM = 0.9
+SGD_WEIGHT_DECAY = 1e-4
+#: evaluations without improvement before a validation plateau cut (the adamw-plateau peer's)
+PLATEAU_PATIENCE = 5
+
+
+@dataclass(frozen=True)
+class ControllerArm:
+    """One cadence arm built from the public surface: ``cadence.param_groups`` (optionally
+    with a static ``layer_decay``), a torch optimizer (``"adamw"`` or ``"sgd"``), and
+    ``cadence.Regime(optimizer, total_steps, preset=preset, controllers=..., schedule=...)``.
+
+    ``controllers(ctx)`` / ``schedule(ctx)`` build fresh objects per run (controllers keep
+    state); names registered in ``cadence.protocol.CONTROLLERS`` may be given as strings.
+    """
+
+    name: str
+    preset: str
+    controllers: Callable[[RunContext], list[Any]] | None = None
+    optimizer: str = "adamw"
+    layer_decay: float | None = None
+    schedule: Callable[[RunContext], Any] | None = None
+    description: str = ""
+
+
+class ControllerTrainer(CadenceTrainer):
+    """A :class:`ControllerArm` run as a user would write it (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, lr: float, ctx: RunContext, arm: ControllerArm) -> None:
+        import cadence
+
+        if arm.optimizer == "sgd":
+            wd = SGD_WEIGHT_DECAY if ctx.weight_decay else 0.0
+            groups = cadence.param_groups(model, lr=lr, weight_decay=wd,
+                                          layer_decay=arm.layer_decay)
+            self.optimizer = torch.optim.SGD(groups, momentum=SGD_MOMENTUM)
+        else:
+            groups = cadence.param_groups(model, lr=lr, weight_decay=ctx.weight_decay,
+                                          layer_decay=arm.layer_decay)
+            self.optimizer = torch.optim.AdamW(groups)
+        self.regime = cadence.Regime(
+            self.optimizer, total_steps=ctx.total_steps, preset=arm.preset,
+            controllers=None if arm.controllers is None else arm.controllers(ctx),
+            schedule=None if arm.schedule is None else arm.schedule(ctx),
+        )
+
+
+def _plateau_on_validation(ctx: RunContext) -> list[Any]:
+    from cadence.controllers.plateau import Plateau
+
+    # torch's ReduceLROnPlateau settings of the adamw-plateau peer, on the selection loss
+    return [Plateau(monitor="val_loss", mode="min", factor=0.1, patience=PLATEAU_PATIENCE)]
+
+
+CONTROLLER_ARMS: tuple[ControllerArm, ...] = (
+    ControllerArm(
+        "cadence-momentum", "cosine", lambda ctx: ["momentum"],
+        description="cosine preset + momentum controller (β1 from gradient alignment)"),
+    ControllerArm(
+        "cadence-weight-decay", "cosine", lambda ctx: ["weight_decay"],
+        description="cosine preset + weight_decay controller (lr·wd coupling, train/val gap "
+                    "on val_loss)"),
+    ControllerArm(
+        "cadence-noise-lr", "cosine", lambda ctx: ["noise_lr"],
+        description="cosine preset + noise_lr controller (lr from the gradient noise scale)"),
+    ControllerArm(
+        "cadence-layerwise", "cosine", lambda ctx: ["layerwise"], layer_decay=1.0,
+        description="cosine preset + layerwise controller over per-layer groups starting at "
+                    "equal rates (layer_decay=1.0)"),
+    ControllerArm(
+        "cadence-layerwise-ld0.8", "cosine", lambda ctx: ["layerwise"], layer_decay=0.8,
+        description="cosine preset + layerwise controller over per-layer groups with static "
+                    "layer_decay=0.8"),
+    ControllerArm(
+        "cadence-salera", "constant", lambda ctx: ["salera"],
+        description="constant lr + salera controller (ALeRA factors, Page-Hinkley halving), "
+                    "over AdamW"),
+    ControllerArm(
+        "cadence-clara-sgd", "clara", optimizer="sgd",
+        description=f"clara preset over torch.optim.SGD (momentum {SGD_MOMENTUM}, weight decay "
+                    f"{SGD_WEIGHT_DECAY})"),
+    ControllerArm(
+        "cadence-plateau-val", "constant", _plateau_on_validation,
+        description=f"constant lr + plateau controller on val_loss (factor 0.1, patience "
+                    f"{PLATEAU_PATIENCE} evaluations, as the adamw-plateau peer)"),
+)
+
+
+def _arm_factory(arm: ControllerArm) -> Any:
+    return lambda model, lr, ctx: ControllerTrainer(model, lr, ctx, arm)
+
+
+METHODS += [
+    Method(
+        arm.name, _arm_factory(arm), family=arm.optimizer if arm.optimizer == "sgd" else "adam",
+        default_lr=0.1 if arm.optimizer == "sgd" else 1e-3, lr_meaning="initial learning rate",
+        description=arm.description,
+    )
+    for arm in CONTROLLER_ARMS
 ]
