@@ -23,6 +23,7 @@ EXPECTED = {
     "cadence-salera": "SaleraController",
     "cadence-clara-sgd": "ClaraController",
     "cadence-plateau-val": "Plateau",
+    "cadence-onecycle": "OneCycleMomentum",
 }
 
 
@@ -92,3 +93,24 @@ def test_plateau_arm_cuts_on_a_rising_validation_loss() -> None:
     cuts = [e for e in trainer.regime.events if e.source == "plateau" and e.knob == "lr"]
     assert cuts and cuts[0].new < cuts[0].old
     assert trainer.current_lr() < 0.2 * lr0  # a ×0.1 cut, ramped in by the arbiter
+
+
+def test_onecycle_arm_cycles_beta1_with_its_lr() -> None:
+    model, trainer = _build("cadence-onecycle", lr=1e-2, steps=100)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    seen = []
+
+    def values_used(opt: torch.optim.Optimizer, *_: object) -> None:
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+
+    trainer.optimizer.register_step_pre_hook(values_used)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(100):
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            trainer.step(loss)
+    lrs, betas = zip(*seen, strict=True)
+    peak = max(range(100), key=lrs.__getitem__)
+    assert betas[peak] == min(betas) == pytest.approx(0.85, abs=1e-3)
+    assert max(lrs) == pytest.approx(1e-2) and betas[0] == 0.95 and betas[-1] > 0.94

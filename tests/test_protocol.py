@@ -53,6 +53,8 @@ CONTROLLER_ARGS: dict[str, dict[str, Any]] = {
     "momentum": {"low": -0.2, "high": 0.4, "patience": 7, "step": 1.1, "range": 3.0,
                  "saturation_limit": 0.3},
     "noise_lr": {"bounds": (0.2, 1.5), "max_step": 1.04, "deadband": 0.02, "beta": 0.7},
+    "one_cycle_momentum": {"total_steps": 40, "pct_start": 0.4, "anneal_strategy": "linear",
+                           "three_phase": True, "base_momentum": 0.8, "max_momentum": 0.9},
     "plateau": {"monitor": "loss", "mode": "max", "factor": 0.5, "patience": 2,
                 "threshold": 1e-3, "threshold_mode": "abs", "cooldown": 1,
                 "min_lr": {"g0": 1e-5}, "eps": 1e-9, "check_every": 2, "hysteresis": 1.5,
@@ -84,7 +86,7 @@ SIGNAL_ARGS: dict[str, dict[str, Any]] = {
     "update_ratio": {"every": 2},
 }
 #: Parts that keep no state between steps (their state_dict is always empty).
-STATELESS = {"clara", "hypergradient", "grad_norm", "nonfinite"}
+STATELESS = {"clara", "hypergradient", "one_cycle_momentum", "grad_norm", "nonfinite"}
 
 KINDS: dict[str, tuple[Registry, type[Part], dict[str, dict[str, Any]]]] = {
     "controller": (CONTROLLERS, Controller, CONTROLLER_ARGS),

@@ -27,6 +27,7 @@ CADENCE = (
 CONTROLLER_ARMS = (
     "cadence-momentum", "cadence-weight-decay", "cadence-noise-lr", "cadence-layerwise",
     "cadence-layerwise-ld0.8", "cadence-salera", "cadence-clara-sgd", "cadence-plateau-val",
+    "cadence-onecycle",
 )
 FULL_GRID = tuple(range(11))  # 11 half-decade points
 DECADES = (0, 2, 4, 6, 8, 10)  # every other point: one per decade

@@ -9,6 +9,10 @@ saturation (``saturation.max`` above ``saturation_limit``) says the network is a
 being pushed hard, in which case momentum is not raised. ``1 − β`` stays within
 ``[(1 − β0)/range, (1 − β0)·range]`` of the group's base β0 (0.9 → [0.8, 0.95] by default).
 Groups without momentum (plain SGD, Adagrad, base momentum 0) are left alone.
+
+``OneCycleMomentum`` is the other, open-loop momentum rule: it cycles momentum/β1
+inversely to a one-cycle learning rate, step for step as torch's ``OneCycleLR`` does with
+``cycle_momentum=True`` (its default), through value proposals like any controller.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Any
 
 from cadence.checks import check_float, check_int
 from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.schedules import OneCycle
 
-__all__ = ["MomentumControl"]
+__all__ = ["MomentumControl", "OneCycleMomentum"]
 
 
 @CONTROLLERS.register("momentum")
@@ -103,3 +108,93 @@ class MomentumControl(Controller):
         self._mode, self._band, self._run = int(state["mode"]), int(state["band"]), int(
             state["run"])
         self._target = {k: float(v) for k, v in state["target"].items()}
+
+
+@CONTROLLERS.register("one_cycle_momentum")
+class OneCycleMomentum(Controller):
+    """Cycle momentum (SGD) or β1 (Adam) inversely to a one-cycle lr, as ``OneCycleLR``.
+
+    Proposes, at update ``t``, the value ``OneCycle(...).momentum_at(t, base_momentum,
+    max_momentum)`` for every group that has momentum: ``max_momentum`` at the start, down
+    to ``base_momentum`` at the lr's peak, back to ``max_momentum`` at the end (torch's
+    defaults, 0.85 and 0.95). The arguments up to ``three_phase`` are ``OneCycle``'s
+    (``total_steps=None``: the Regime's); build it from the lr schedule with
+    :meth:`for_schedule` so both cycles share their phases.
+
+    To follow torch from the first update, give the optimizer β1 (or momentum) =
+    ``max_momentum``, the value ``OneCycleLR`` writes when it is built: the arbiter moves a
+    momentum by at most ``max_change`` of ``1 − β`` per step, so starting from 0.9 the
+    first steps ramp towards 0.95 instead of jumping there. The same clamp makes the cycle
+    lag torch's when a phase is shorter than about 20 updates (``1 − β`` then has to move by
+    more than 10 % per step, with the default ``max_change=1.1``). Groups whose base momentum is 0
+    (plain SGD) are left alone: the user chose no momentum (torch would cycle them too).
+    """
+
+    name = "one_cycle_momentum"
+
+    def __init__(
+        self,
+        total_steps: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        three_phase: bool = False,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+    ) -> None:
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
+        self.pct_start, self.anneal_strategy, self.three_phase = (
+            pct_start, anneal_strategy, three_phase)
+        self.base_momentum = check_float("base_momentum", base_momentum, 0.0, 1.0,
+                                         high_open=True)
+        self.max_momentum = check_float("max_momentum", max_momentum, 0.0, 1.0, high_open=True)
+        if self.base_momentum > self.max_momentum:
+            raise ValueError(f"need base_momentum <= max_momentum, got {base_momentum!r} > "
+                             f"{max_momentum!r}")
+        self._cycle: OneCycle | None = None
+        if self.total_steps is not None:
+            self._cycle = self._make_cycle(self.total_steps)
+
+    def _make_cycle(self, total: int) -> OneCycle:
+        return OneCycle(total, self.pct_start, self.anneal_strategy,
+                        three_phase=self.three_phase)
+
+    @classmethod
+    def for_schedule(cls, schedule: OneCycle, base_momentum: float = 0.85,
+                     max_momentum: float = 0.95) -> OneCycleMomentum:
+        """The momentum cycle that goes with the one-cycle lr ``schedule``."""
+        if not isinstance(schedule, OneCycle):
+            raise TypeError(f"schedule must be a OneCycle, got {type(schedule).__name__}")
+        return cls(schedule.total_steps, schedule.pct_start, schedule.anneal_strategy,
+                   schedule.three_phase, base_momentum, max_momentum)
+
+    def cycle(self, total_steps: int | None = None) -> OneCycle:
+        """The one-cycle shape followed: built from ``total_steps`` given here, else from
+        the Regime's (``Context.total_steps``, passed as ``total_steps``)."""
+        if self._cycle is None:
+            if total_steps is None:
+                raise ValueError(
+                    "one_cycle_momentum needs total_steps: give it to the controller or "
+                    "Regime(optimizer, total_steps=N)")
+            self._cycle = self._make_cycle(total_steps)
+        return self._cycle
+
+    def momentum_at(self, step: int) -> float:
+        return self.cycle().momentum_at(step, self.base_momentum, self.max_momentum)
+
+    def propose(self, signals: Signals, context: Context) -> list[Proposal]:
+        cycle = self.cycle(context.total_steps)
+        target = cycle.momentum_at(context.step, self.base_momentum, self.max_momentum)
+        i, _ = cycle.position(context.step)
+        phase = ("lr rising: momentum falls", "lr falling: momentum rises",
+                 "last phase: momentum held")[i]
+        out = []
+        for g in context.groups:
+            base = g.base.get("momentum")
+            current = g.values.get("momentum")
+            if base is None or current is None or base <= 0.0 or current == target:
+                continue
+            out.append(Proposal(
+                "momentum", value=target, group=g.name, source=self.name,
+                reason=f"one-cycle step {context.step} ({phase}) → momentum {current:.4f} → "
+                       f"{target:.4f} for {g.name}"))
+        return out

@@ -112,17 +112,37 @@ class OneCycle(Schedule):
             return [(up_end, initial, 1.0), (down_end, 1.0, initial), (last, initial, low)]
         return [(up_end, initial, 1.0), (last, 1.0, low)]
 
-    def at(self, step: int) -> float:
+    def position(self, step: int) -> tuple[int, float]:
+        """``(phase index, fraction of that phase done)`` at ``step``, as torch computes
+        them (the fraction stays at 1.0 after ``total_steps``)."""
         phases = self._phases()
         start_step = 0.0
-        for i, (end, a, b) in enumerate(phases):
+        for i, (end, _, _) in enumerate(phases):
             if step <= end or i == len(phases) - 1:
-                pct = min((step - start_step) / (end - start_step), 1.0)
-                if self.anneal_strategy == "cos":
-                    return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
-                return (b - a) * pct + a
+                return i, min((step - start_step) / (end - start_step), 1.0)
             start_step = end
         raise AssertionError("unreachable")
+
+    def _anneal(self, a: float, b: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (b - a) * pct + a
+
+    def at(self, step: int) -> float:
+        i, pct = self.position(step)
+        _, a, b = self._phases()[i]
+        return self._anneal(a, b, pct)
+
+    def momentum_at(self, step: int, base_momentum: float = 0.85,
+                    max_momentum: float = 0.95) -> float:
+        """Momentum (SGD) or β1 (Adam) at ``step`` as ``OneCycleLR(cycle_momentum=True)``
+        cycles it, inversely to the rate: ``max_momentum`` → ``base_momentum`` while the
+        rate rises, back to ``max_momentum`` while it falls (and held there in the last
+        phase of ``three_phase``)."""
+        i, pct = self.position(step)
+        hi, lo = float(max_momentum), float(base_momentum)
+        ends = [(hi, lo), (lo, hi), (hi, hi)][i]
+        return self._anneal(ends[0], ends[1], pct)
 
 
 _SCALE_MODES = {"triangular": "cycle", "triangular2": "cycle", "exp_range": "iterations"}

@@ -82,6 +82,7 @@ class ControllerArm:
     layer_decay: float | None = None
     schedule: Callable[[RunContext], Any] | None = None
     description: str = ""
+    betas: tuple[float, float] | None = None  # AdamW's (β1, β2), when not torch's default
 
 
 class ControllerTrainer(CadenceTrainer):
@@ -98,7 +99,7 @@ class ControllerTrainer(CadenceTrainer):
         else:
             groups = cadence.param_groups(model, lr=lr, weight_decay=ctx.weight_decay,
                                           layer_decay=arm.layer_decay)
-            self.optimizer = torch.optim.AdamW(groups)
+            self.optimizer = torch.optim.AdamW(groups, betas=arm.betas or (0.9, 0.999))
         self.regime = cadence.Regime(
             self.optimizer, total_steps=ctx.total_steps, preset=arm.preset,
             controllers=None if arm.controllers is None else arm.controllers(ctx),
@@ -111,6 +112,18 @@ def _plateau_on_validation(ctx: RunContext) -> list[Any]:
 
     # torch's ReduceLROnPlateau settings of the adamw-plateau peer, on the selection loss
     return [Plateau(monitor="val_loss", mode="min", factor=0.1, patience=PLATEAU_PATIENCE)]
+
+
+def _one_cycle(ctx: RunContext) -> Any:
+    from cadence.schedules import OneCycle
+
+    return OneCycle(ctx.total_steps)  # torch's OneCycleLR defaults
+
+
+def _one_cycle_momentum(ctx: RunContext) -> list[Any]:
+    from cadence.controllers.momentum import OneCycleMomentum
+
+    return [OneCycleMomentum.for_schedule(_one_cycle(ctx))]
 
 
 CONTROLLER_ARMS: tuple[ControllerArm, ...] = (
@@ -144,6 +157,11 @@ CONTROLLER_ARMS: tuple[ControllerArm, ...] = (
         "cadence-plateau-val", "constant", _plateau_on_validation,
         description=f"constant lr + plateau controller on val_loss (factor 0.1, patience "
                     f"{PLATEAU_PATIENCE} evaluations, as the adamw-plateau peer)"),
+    ControllerArm(
+        "cadence-onecycle", "constant", _one_cycle_momentum, schedule=_one_cycle,
+        betas=(0.95, 0.999),
+        description="one-cycle lr (OneCycleLR defaults) with β1 cycled 0.95 → 0.85 → 0.95 by "
+                    "the one_cycle_momentum controller, over AdamW"),
 )
 
 
