@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install -q -c constraints.txt
-EXTRAS ?= dev,bench,report,lightning,hf,config,tensorboard,learn
+EXTRAS ?= dev,bench,report,lightning,hf,config,tensorboard,learn,ray
 
 .PHONY: demo test test-slow lint bench-quick clean
 

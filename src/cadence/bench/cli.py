@@ -1,6 +1,7 @@
 """``cadence bench``: run a suite, build the report, or measure per-step overhead.
 
     cadence bench [run] --suite quick [--workloads a b] [--methods x y] [--db PATH] [--workers N]
+                        [--executor local|ray] [--ray-address ADDR]
     cadence bench report [--db PATH] [--out DIR]
     cadence bench overhead [--repeats N] [--steps N] [--presets p q]
     cadence bench list
@@ -27,7 +28,8 @@ def register(subparsers: Any) -> None:
     )
     _run_options(p, argparse.SUPPRESS)
     p.set_defaults(func=main, action="run", suite="quick", workloads=None, methods=None,
-                   db=DEFAULT_DB, workers=None, out=DEFAULT_OUT)
+                   db=DEFAULT_DB, workers=None, out=DEFAULT_OUT, executor="local",
+                   ray_address=None)
     actions = p.add_subparsers(dest="action", metavar="ACTION",
                                title="actions (default: run)")
     run = actions.add_parser(
@@ -65,7 +67,14 @@ def _run_options(p: argparse.ArgumentParser, default: Any) -> None:
                    help="limit to methods (or groups: peers, cadence, controllers)")
     p.add_argument("--db", default=default, help=f"results database (default {DEFAULT_DB})")
     p.add_argument("--workers", type=int, default=default,
-                   help="processes (default: all cores)")
+                   help="processes (default: all cores); with --executor ray and no "
+                   "--ray-address, the CPUs of the local Ray instance")
+    p.add_argument("--executor", choices=("local", "ray"), default=default,
+                   help="where runs execute: local process pool (default) or Ray tasks "
+                   "(extra [ray]); rows and resume are the same")
+    p.add_argument("--ray-address", default=default,
+                   help="Ray cluster to join (e.g. auto, ray://head:10001); default: start "
+                   "a local Ray instance")
     p.add_argument("--out", default=default,
                    help=f"report folder named in the hint printed (default {DEFAULT_OUT})")
 
@@ -97,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 0:
             raise ValueError(f"--workers must be >= 0, got {args.workers}")
         return _run(args)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:  # bad arguments, or a missing extra
         print(f"cadence bench: {err}", file=sys.stderr)
         return 2
 
@@ -109,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
     suite = get_suite(args.suite)
     with ResultsDB(args.db) as db:
         counts = run_suite(suite, db, workloads=args.workloads, methods=args.methods,
-                           workers=args.workers)
+                           workers=args.workers, executor=args.executor,
+                           ray_address=args.ray_address)
     summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
     print(f"suite {suite.name}: {summary or 'nothing to do'}; results in {args.db}")
     print(f"next: cadence bench report --db {args.db} --out {args.out}")

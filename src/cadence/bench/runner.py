@@ -275,7 +275,16 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _results(specs: list[RunSpec], workers: int) -> Iterator[dict[str, Any]]:
+def _results(
+    specs: list[RunSpec], workers: int, executor: str = "local", ray_address: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Rows of ``specs`` in the order they finish: in this process (``workers <= 1``), a
+    local process pool, or Ray tasks (``executor="ray"``, see ``executors``)."""
+    if executor == "ray":
+        from .executors import ray_results
+
+        yield from ray_results(specs, run_one, address=ray_address, num_cpus=workers or None)
+        return
     if workers <= 1:
         for spec in specs:
             yield run_one(spec)
@@ -293,11 +302,22 @@ def run_specs(
     db: ResultsDB,
     workers: int | None = None,
     log: Any = print,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, int]:
     """Run every spec not yet in ``db`` and store the rows; returns counts by status
-    (plus ``skipped`` for rows already present and ``unavailable`` for missing extras)."""
+    (plus ``skipped`` for rows already present and ``unavailable`` for missing extras).
+
+    ``executor="ray"`` sends the runs to Ray (``ray_address``; ``None`` starts a local
+    instance with ``workers`` CPUs); the rows and the resume rule are the same."""
     if workers is not None and workers < 0:
         raise ValueError(f"workers={workers!r} must be >= 0")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray":
+        from .executors import import_ray
+
+        import_ray()  # fail before any work when the extra is missing
     workers = _default_workers() if workers is None else workers
     done = db.done_keys()
     counts = {"ok": 0, "diverged": 0, "error": 0, "skipped": 0, "unavailable": 0}
@@ -327,7 +347,7 @@ def run_specs(
     if bar:
         bar.start()
     try:
-        for row in _results(todo, workers):
+        for row in _results(todo, workers, executor, ray_address):
             db.insert(row)
             counts[row["status"]] += 1
             if row["status"] == "error":

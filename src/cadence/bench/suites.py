@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .db import ResultsDB
 from .methods import METHODS, ORACLE_METHOD, get_method, method_grid
@@ -161,9 +162,13 @@ def run_suite(
     methods: Sequence[str] | None = None,
     workers: int | None = None,
     log: object = print,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, int]:
     """Run (or resume) ``suite`` into ``db``, optionally limited to some workloads or
-    methods, then refine the oracle's grid around its winner. Returns status counts."""
+    methods, then refine the oracle's grid around its winner. Returns status counts.
+    ``executor``/``ray_address``: where the runs execute (``runner.run_specs``)."""
+    where: dict[str, Any] = {"executor": executor, "ray_address": ray_address}
     wl_names = expand_names(workloads, WORKLOADS, GROUPS)
     m_names = expand_names(methods, METHODS, {"peers": PEERS, "cadence": CADENCE,
                                               "controllers": CONTROLLER_ARMS})
@@ -174,7 +179,7 @@ def run_suite(
         plans += [Plan(w, base.methods, base.seeds, base.grid_indices) for w in wl_names
                   if w not in have]
     specs = [s for p in plans for s in p.specs(m_names)]
-    totals = run_specs(specs, db, workers=workers, log=log)  # type: ignore[arg-type]
+    totals = run_specs(specs, db, workers=workers, log=log, **where)  # type: ignore[arg-type]
     if m_names is None or ORACLE_METHOD in m_names:
         # Round k sees only the base grid and rounds < k, so a resumed suite asks for
         # exactly the same refinement points again (and skips them).
@@ -195,7 +200,8 @@ def run_suite(
                               for seed in p.seeds]
             if not extra:
                 break
-            counts = run_specs(extra, db, workers=workers, log=log)  # type: ignore[arg-type]
+            counts = run_specs(extra, db, workers=workers, log=log,  # type: ignore[arg-type]
+                               **where)
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
     return totals
