@@ -27,14 +27,51 @@ GROUP_NAME_KEY = "name"
 
 
 @dataclass(frozen=True)
+class TrialSpec:
+    """Makes a proposal *tentative*: the Regime's trials apply it, judge it on the loss
+    over ``window`` steps after ``burn_in`` steps, and keep it or revert it (an Event each).
+
+    ``horizon`` is how far ahead (in steps) the judge projects both arms' trends before
+    comparing them: 0 compares levels only, a longer horizon weighs progress (slope) more,
+    which counters the short-horizon bias towards smaller learning rates.
+    """
+
+    window: int
+    burn_in: int = 0
+    horizon: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("window", "burn_in", "horizon"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "window" else 0):
+                raise ValueError(f"TrialSpec.{name} must be an int >= "
+                                 f"{1 if name == 'window' else 0}, got {v!r}")
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A finished trial, as controllers see it in ``Context.trials``."""
+
+    id: int
+    source: str
+    knob: str
+    factor: float
+    start: int
+    end: int
+    kept: bool
+    effect: float  # estimated change of the judged quantity (log-loss); < 0 is better
+
+
+@dataclass(frozen=True)
 class Proposal:
     """A controller's request to change one knob of one group (or of every group).
 
     Exactly one of ``factor`` (multiply the current value; for ``lr`` it multiplies the
     controller multiplier that sits on top of base × schedule) or ``value`` (an absolute
     target the arbiter moves towards, within its per-step clamp) is set.
-    ``group=None`` applies to every group. ``urgent=True`` (guards only) bypasses the
-    per-step clamp, never the absolute bounds.
+    ``group=None`` applies to every group. ``urgent=True`` (guards and trials) bypasses
+    the per-step clamp, never the absolute bounds. ``trial`` makes it tentative (see
+    :class:`TrialSpec`): only ``factor`` proposals can be trials.
     """
 
     knob: str
@@ -44,6 +81,7 @@ class Proposal:
     reason: str = ""
     source: str = ""
     urgent: bool = False
+    trial: TrialSpec | None = None
 
     def __post_init__(self) -> None:
         if self.knob not in KNOBS:
@@ -56,6 +94,8 @@ class Proposal:
             raise ValueError(
                 f"Proposal for {self.knob!r} has a non-finite or negative amount: {amount!r}"
             )
+        if self.trial is not None and self.factor is None:
+            raise ValueError("a trial Proposal needs factor= (its revert divides by it)")
 
 
 #: Flat mapping of signal name → float. Per-group values use the key ``f"{name}/{group}"``
@@ -73,6 +113,7 @@ class GroupView:
     base: dict[str, float]            # base values (before schedule and controller multipliers)
     num_params: int = 0               # number of scalar parameters in the group
     depth: int | None = None          # layer depth when cadence.param_groups set it
+    pretrained: bool = False          # the group holds pretrained weights (fine-tuning)
 
 
 @dataclass
@@ -89,6 +130,8 @@ class Context:
     num_params: int = 0                       # trainable scalars in the whole optimizer
     is_distributed: bool = False
     world_size: int = 1
+    trials: tuple[TrialOutcome, ...] = ()     # finished trials, oldest first
+    trial_open: bool = False                  # a trial is running now
 
     @property
     def in_warmup(self) -> bool:
@@ -175,7 +218,11 @@ class Part:
 
 class Controller(Part):
     """A decision rule. ``propose`` must be deterministic given (signals, context, own
-    state) so every rank decides the same; it never touches the optimizer."""
+    state) so every rank decides the same; it never touches the optimizer.
+    ``proposes_trials = True`` declares that it makes tentative proposals (``TrialSpec``),
+    so the Regime runs its trials part (and its per-step bookkeeping) only when needed."""
+
+    proposes_trials: bool = False
 
     def propose(self, signals: Signals, context: Context) -> list[Proposal]:
         raise NotImplementedError(f"{type(self).__name__} must define propose()")

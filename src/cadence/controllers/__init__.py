@@ -10,10 +10,12 @@ from cadence.controllers import (
     hypergradient,
     layerwise,
     learned,
+    lr_trials,
     momentum,
     noise,
     salera,
     scale,
+    validation,
     weight_decay,
 )
 
@@ -23,10 +25,12 @@ __all__ = [
     "hypergradient",
     "layerwise",
     "learned",
+    "lr_trials",
     "momentum",
     "noise",
     "salera",
     "scale",
+    "validation",
     "weight_decay",
 ]
 from cadence.controllers import plateau  # noqa: E402, F401  (the Regime's own)

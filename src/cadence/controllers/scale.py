@@ -29,6 +29,7 @@ increasing lr over a few dozen steps, then the model and optimizer are restored 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +38,10 @@ import torch
 
 from cadence.checks import check_float
 from cadence.controllers._follow import fmt
-from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+from cadence.protocol import CONTROLLERS, Context, Controller, GroupView, Proposal, Signals
 
 __all__ = [
-    "ScaleDefaults", "ScaleAware", "estimate_fan_in", "scale_defaults",
+    "ScaleDefaults", "ScaleAware", "estimate_fan_in", "reference_lr", "scale_defaults",
     "width_multipliers",
 ]
 
@@ -152,9 +153,25 @@ def width_multipliers(optimizer: torch.optim.Optimizer, base_fan_in: float | Non
     return {i: (ref / fans[i] if i in fans else 1.0) for i in range(len(optimizer.param_groups))}
 
 
+def reference_lr(groups: Iterable[GroupView]) -> float | None:
+    """The user's lr as one number: the parameter-weighted geometric mean of the groups'
+    base lrs (groups without parameters or with lr 0 left out); ``None`` if none is left."""
+    pairs = [(g.num_params, g.base["lr"]) for g in groups
+             if g.num_params > 0 and g.base.get("lr", 0.0) > 0]
+    total = sum(n for n, _ in pairs)
+    if not total:
+        return None
+    return math.exp(sum(n * math.log(lr) for n, lr in pairs) / total)
+
+
 @CONTROLLERS.register("scale")
 class ScaleAware(Controller):
     """Replace the initial lr (and weight decay) by the scale-aware defaults, once, at step 0.
+
+    The user's lr is read as one number (:func:`reference_lr`) and every group is scaled
+    by the same factor, so layer-wise and function ratios survive; a replacement warns
+    once (``UserWarning``) with the old and new value. When any group is marked
+    ``pretrained`` (fine-tuning), the rule may lower the lr but never raises it.
 
     Proposes ``lr`` ×(target / base lr) for every group and, for decoupled optimizers, the
     weight-decay value; nothing afterwards. With ``urgent=True`` (default) the arbiter
@@ -196,20 +213,26 @@ class ScaleAware(Controller):
         d = scale_defaults(num, kind, fan_in=self.fan_in, total_steps=context.total_steps,
                            momentum=momentum)
         self.defaults = d
-        out = []
-        for g in context.groups:
-            base = g.base.get("lr", 0.0)
-            if base <= 0 or g.num_params == 0:
-                continue
-            if 1 / self.trust <= d.lr / base <= self.trust:
-                continue
-            out.append(Proposal(
-                "lr", factor=d.lr / base, group=g.name, urgent=self.urgent, source=self.name,
-                reason=f"initial lr {fmt(base)} is {max(base / d.lr, d.lr / base):.0f}× off "
-                       f"the scale-aware default: {d.reasons[0]} → lr ×{fmt(d.lr / base)}"))
-            if self.set_weight_decay and g.base.get("weight_decay"):
-                out.append(Proposal("weight_decay", value=d.weight_decay, group=g.name,
-                                    source=self.name, reason=d.reasons[1]))
+        base = reference_lr(context.groups)
+        if base is None or 1 / self.trust <= d.lr / base <= self.trust:
+            return []
+        factor = d.lr / base
+        why = (f"initial lr {fmt(base)} is {max(base / d.lr, d.lr / base):.0f}× off the "
+               f"scale-aware default: {d.reasons[0]}")
+        if factor > 1 and any(g.pretrained for g in context.groups):
+            return []  # fine-tuning: a rule never raises a pretrained model's lr
+        if len([g for g in context.groups if g.num_params]) > 1:
+            why += " (one factor for every group: their ratios are kept)"
+        warnings.warn(
+            f"Regime: {why}; every group's lr is multiplied by {fmt(factor)} "
+            f"({fmt(base)} -> {fmt(d.lr)}). Pass Regime(..., keep_lr=True) to keep your lr "
+            "(it then moves only on evidence)", UserWarning, stacklevel=2)
+        out = [Proposal("lr", factor=factor, urgent=self.urgent, source=self.name,
+                        reason=f"{why} → lr ×{fmt(factor)}")]
+        if self.set_weight_decay:
+            out += [Proposal("weight_decay", value=d.weight_decay, group=g.name,
+                             source=self.name, reason=d.reasons[1])
+                    for g in context.groups if g.base.get("weight_decay")]
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -37,6 +37,10 @@ PASSTHROUGH_KEYS = frozenset(
         "decoupled_weight_decay", "maximize", "lambd", "t0", "etas", "step_sizes",
     }
 )
+#: Keys of a function-group spec copied into the group as markers for cadence's parts:
+#: ``pretrained=True`` says the group holds pretrained weights (fine-tuning), so a scale
+#: rule never raises its lr (see ``cadence.controllers.scale``).
+MARKER_KEYS = frozenset({"pretrained"})
 _MAX_LISTED = 25
 
 
@@ -91,7 +95,8 @@ def param_groups(
         groups: function groups, ``{name: spec}`` or a list of specs with a ``name`` key.
             A spec has ``pattern`` (fnmatch, a string or a list; matches a full name or a
             module prefix) and overrides: ``lr``, ``lr_scale``, ``weight_decay``,
-            ``layer_decay`` and torch per-group keys (``momentum``, ``betas``, ...) copied
+            ``layer_decay``, ``pretrained`` (``True`` marks pretrained weights: no scale
+            rule raises their lr) and torch per-group keys (``momentum``, ``betas``, ...) copied
             as they are. The first matching spec wins; unmatched parameters form the
             default groups, listed last.
         depth_fn: ``name -> depth`` (int >= 0) replacing automatic depths.
@@ -233,7 +238,7 @@ def _parse_specs(groups: Any) -> list[_Spec]:
     else:
         raise TypeError(f"groups must be a mapping or a list of mappings, got {type(groups)}")
     specs, seen = [], set()
-    allowed = {"pattern"} | OVERRIDE_KEYS | PASSTHROUGH_KEYS
+    allowed = {"pattern"} | OVERRIDE_KEYS | PASSTHROUGH_KEYS | MARKER_KEYS
     for name, spec in items:
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"groups: name {name!r} must be a non-empty string without dots")
@@ -259,7 +264,10 @@ def _parse_specs(groups: Any) -> list[_Spec]:
                 _check_rate(f"groups[{name!r}][{key!r}]", overrides[key])
         if "layer_decay" in overrides:
             _check_layer_decay(f"groups[{name!r}]['layer_decay']", overrides["layer_decay"])
-        extra = {k: spec[k] for k in PASSTHROUGH_KEYS if k in spec}
+        if "pretrained" in spec and not isinstance(spec["pretrained"], bool):
+            raise TypeError(f"groups[{name!r}]['pretrained'] must be True or False, "
+                            f"got {spec['pretrained']!r}")
+        extra = {k: spec[k] for k in PASSTHROUGH_KEYS | MARKER_KEYS if k in spec}
         specs.append(_Spec(name, patterns, overrides, extra))
     return specs
 

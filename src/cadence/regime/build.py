@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from cadence.checks import check_int
+from cadence.controllers.scale import ScaleAware
 from cadence.protocol import CONTROLLERS, SIGNALS, Controller, Registry, Signal
 from cadence.regime.guard import Guard
 from cadence.signals.core import CORE_SIGNALS
@@ -128,11 +129,16 @@ def _make(what: str, obj: Any, registry: Registry, kind: type) -> Any:
     return made
 
 
-def controllers(preset: Sequence[Any], user: Any) -> tuple[list[Any], list[Any]]:
-    """``(the user's controllers, all controllers)``: the preset's first."""
+def controllers(preset: Sequence[Any], user: Any, keep_lr: bool = False
+                ) -> tuple[list[Any], list[Any]]:
+    """``(the user's controllers, all controllers)``: the preset's first. ``keep_lr``
+    leaves out the scale rule (``ScaleAware``), which would replace the user's lr."""
     mine = [_make("controllers", c, CONTROLLERS, Controller)
             for c in _listed("controllers", user, "Controller")]
-    return mine, [_make("preset", c, CONTROLLERS, Controller) for c in preset] + mine
+    every = [_make("preset", c, CONTROLLERS, Controller) for c in preset] + mine
+    if keep_lr:
+        every = [c for c in every if not isinstance(c, ScaleAware)]
+    return mine, every
 
 
 def signals(

@@ -31,7 +31,9 @@ from cadence.regime.presets import resolve_preset
 from cadence.regime.recovery import Recovery
 from cadence.regime.run_folder import RunFolder
 from cadence.regime.schedule import GroupSchedules
+from cadence.regime.snapshot import BestSnapshot
 from cadence.regime.state import load_regime_state, regime_state
+from cadence.regime.trials import Trials
 
 _UNSET: Any = type("PresetDefault", (), {"__repr__": lambda self: "<preset default>"})()
 
@@ -73,6 +75,8 @@ class Regime:
             skipped), a ``dict`` of :class:`Guard` arguments, or a ``Guard``.
         signals: extra ``Signal`` objects or registered names.
         seed: seeds ``regime.generator`` (saved in the state) for controllers that draw.
+        keep_lr: keep the lr you set: no scale rule replaces it (trials may still move it
+            on evidence). Without it, ``auto`` replaces an lr far from its prior, warning once.
 
     Attributes:
         events: every Event so far (on every rank). signals: the latest signal values.
@@ -101,6 +105,7 @@ class Regime:
         guard: bool | dict[str, Any] | Guard | None = _UNSET,
         signals: Sequence[Signal | str] | None = None,
         seed: int | None = None,
+        keep_lr: bool = False,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -141,15 +146,19 @@ class Regime:
         check_bases(given_bounds, {n: {k: self.knobs.base(n, k) for k in self.knobs.available[n]}
                                    for n in self.group_names})
 
+        self.keep_lr = bool(keep_lr)
         self._user_controllers, self.controllers = build.controllers(plan.controllers,
-                                                                     controllers)
+                                                                     controllers, self.keep_lr)
         self._user_signals, self.signal_objs = build.signals(plan.signals, signals,
                                                              self.controllers)
         self.measure = Measurer(optimizer, self.group_names, self.signal_objs,
                                 self.accumulation_steps)
         self.arbiter = Arbiter(max_change, max_lr_spread, smoothing)
+        self.trials = (Trials(self._total_steps, **plan.options.get("trials", {}))
+                       if any(c.proposes_trials for c in self.controllers) else None)
         self.recovery = Recovery(optimizer, self.guard, scaler, self.snapshot_every)
         self.snapshot = self.recovery.snapshot
+        self.best = BestSnapshot(optimizer) if plan.options.get("keep_best") else None
 
         self.step_count = 0
         self.signals: dict[str, float] = {}
@@ -202,15 +211,21 @@ class Regime:
         verdict, reason = self.recovery.verdict(m)
         if verdict in ("skip", "rollback"):
             self.signals.update(m.raw)
+            if self.trials is not None:  # a trial under way is judged lost
+                self._log(self.trials.abort(m.step, reason, self.signals))
             self._log(self.recovery.act(m, verdict, reason, self.knobs, self.arbiter,
                                         self.signals))
             return False
-        if verdict == "shift":  # a real change of the data: record it and train on
+        if verdict in ("shift", "checked"):  # a data shift, or a drift check's end: log, train on
             self._log(self.recovery.act(m, verdict, reason, self.knobs, self.arbiter,
                                         self.signals))
         self.signals.update(self.measure.derive(m))
         self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict)
         proposals = self._propose(m.step) + self.recovery.reintroduce(m.step)
+        if self.trials is not None:  # open, judge, keep or revert tentative changes
+            self.trials.record(m.step, m.loss)
+            proposals, events = self.trials.judge(proposals, m.step, self.signals)
+            self._log(events)
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
         if clip_at is not None:
             self.signals["clip_threshold"] = clip_at
@@ -250,6 +265,8 @@ class Regime:
             num_params=sum(self.knobs.num_params.values()),
             is_distributed=distributed.is_distributed(),
             world_size=distributed.world_size(),
+            trials=tuple(self.trials.outcomes) if self.trials else (),
+            trial_open=self.trials is not None and self.trials.open is not None,
         )
         return [p for c in self.controllers for p in c.propose(self.signals, context)]
 
@@ -283,6 +300,8 @@ class Regime:
         reduced = observed_values(metrics, read)
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
+        if self.best is not None:
+            self.best.offer(self.step_count, reduced)
         self._write_metrics(self.signals.get("loss"), reduced)
 
     def replan(self, total_steps: int) -> None:
@@ -304,10 +323,24 @@ class Regime:
             reason = (f"total_steps {old} -> {new}: remaining schedule stretched from step "
                       f"{self.step_count}")
         self._total_steps = new
+        if self.trials is not None:
+            self.trials.total_steps = new
         self.knobs.forget_schedule_cache()
         self._log([Event(self.step_count, None, None, old, new, "regime", reason,
                          dict(self.signals), "replan")])
         self.knobs.write_lr(self.step_count)
+
+    def best_state(self) -> dict[str, Any] | None:
+        """The best-by-validation weights seen by :meth:`observe` (``val_loss``, lowest):
+        ``{"step", "metric", "value", "params"}`` with one CPU tensor per optimizer
+        parameter, in group order; ``None`` before any observation or when the preset
+        keeps none (``auto`` keeps it)."""
+        return self.best.state() if self.best is not None else None
+
+    def restore_best(self) -> bool:
+        """Put the best-by-validation weights (and their optimizer state) back, as Hugging
+        Face's ``load_best_model_at_end`` does; ``True`` iff there was one to restore."""
+        return self.best is not None and self.best.restore()
 
     # -- views, configuration and state -------------------------------------------------------
     @property

@@ -217,6 +217,7 @@ class Knobs:
                 base={k: self.base(n, k) for k in self.available[n]},
                 num_params=self.num_params[n],
                 depth=g.get("depth"),
+                pretrained=bool(g.get("pretrained", False)),
             )
             for n, g in self.groups.items()
         ]

@@ -4,7 +4,9 @@ A preset is a function ``(total_steps, warmup_steps) -> Plan`` registered in
 :data:`PRESETS`; every built-in preset is defined here. The Plan gives the lr schedule,
 the controllers and extra signals to run, and options (``warmup_steps``, and defaults
 for ``clip_norm``/``guard``/``bounds`` that explicit Regime arguments override; user
-bounds override per knob). Other parts add presets by registering a function::
+bounds override per knob; ``keep_best`` keeps the best-by-validation weights; ``trials``
+holds arguments of the Regime's trials part). Other parts add presets by registering a
+function::
 
     @register_preset("clara-sgd")
     def clara_sgd(total_steps, warmup_steps):
@@ -20,8 +22,10 @@ from cadence.controllers.clara import ClaraController
 from cadence.controllers.drift import DriftResponse
 from cadence.controllers.hypergradient import HypergradientController
 from cadence.controllers.learned import LearnedLR
+from cadence.controllers.lr_trials import LRTrials
 from cadence.controllers.plateau import Plateau
 from cadence.controllers.scale import ScaleAware
+from cadence.controllers.validation import ValidationResponse
 from cadence.schedules import Constant, Schedule, warmup, warmup_cosine
 
 
@@ -153,18 +157,25 @@ AUTO_LR_BOUNDS = (1e-7, 10.0)
 
 @register_preset("auto")
 def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
-    """The zero-tuning default: scale-aware start + warmup + cosine + guard + drift response.
+    """The zero-tuning default: a scale prior corrected by trials, warmup + cosine, a
+    validation response, the guard and a drift response.
 
     1. ``scale`` replaces an implausible initial lr (more than 3× off) by the scale-aware
-       default at step 0 (``cadence.controllers.scale``; the optimizer family is inferred
-       from the groups' knobs, the size from ``Context.num_params``);
-    2. a linear warmup (5 % of the run) and a cosine decay to 0, the oracle's own shape
+       default at step 0, one factor for every group, with a warning (``keep_lr=True``
+       keeps yours; a pretrained group is never raised);
+    2. ``lr_trials`` corrects that first guess: tentative ×2 / ×½ moves in the first half
+       of the run, each kept or reverted on the loss evidence (``cadence.regime.trials``);
+    3. a linear warmup (5 % of the run) and a cosine decay to 0 from what was found
        (without ``total_steps``: warmup, then constant with ``plateau`` cuts);
-    3. the Regime's guard; 4. ``drift_response``, a staged re-warm after a distribution
+    4. ``validation``: with ``observe(val_loss=...)``, overfitting cuts the lr (and a
+       growing gap raises weight decay); the best-by-validation weights are kept
+       (``regime.best_state()`` / ``regime.restore_best()``);
+    5. the Regime's guard; 6. ``drift_response``, a staged re-warm after a distribution
        shift. The lr is bounded absolutely by ``AUTO_LR_BOUNDS``. Measured numbers are in
        docs/auto.md.
     """
-    controllers: list[Any] = [ScaleAware(optimizer_kind="infer"), DriftResponse()]
+    controllers: list[Any] = [ScaleAware(optimizer_kind="infer"), LRTrials(),
+                              ValidationResponse(), DriftResponse()]
     if total_steps:
         w = default_warmup(total_steps, warmup_steps)
         schedule = warmup_cosine_schedule(total_steps, w)
@@ -173,7 +184,7 @@ def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
         schedule = warmup_constant_schedule(w)
         controllers += plateau(None, warmup_steps).controllers
     return Plan(schedule, controllers, ["drift"],
-                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}})
+                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}, "keep_best": True})
 
 
 @register_preset("learned")

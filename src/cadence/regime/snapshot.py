@@ -132,6 +132,44 @@ class Snapshot:
         return {k: v for k, v in data.items() if k not in ("step", "params", "optimizer_state")}
 
 
+class BestSnapshot(Snapshot):
+    """The weights (and optimizer state) at the best value of an observed metric.
+
+    :meth:`offer` takes a snapshot whenever ``metric`` beats the best so far (``mode``
+    ``"min"``: lower is better), so restoring it gives the model the validation picked.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, metric: str = "val_loss",
+                 mode: str = "min") -> None:
+        super().__init__(optimizer)
+        self.metric, self.mode = metric, mode
+        self.value: float | None = None
+
+    def offer(self, step: int, metrics: dict[str, float]) -> bool:
+        """Snapshot now if ``metrics[metric]`` is a new best; ``True`` iff it was."""
+        value = metrics.get(self.metric)
+        if value is None:
+            return False
+        if self.value is not None and (value >= self.value if self.mode == "min"
+                                       else value <= self.value):
+            return False
+        self.value = float(value)
+        self.take(step)
+        return True
+
+    def state(self) -> dict[str, Any] | None:
+        if self._param_bufs is None or self.step is None:
+            return None
+        return {"step": self.step, "metric": self.metric, "value": self.value,
+                "params": [b.detach().cpu().clone() for b in self._param_bufs]}
+
+    def restore(self) -> bool:  # type: ignore[override]
+        if not self.valid:
+            return False
+        super().restore()
+        return True
+
+
 def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``, with a clear error for a file that holds
     anything but tensors and plain data (such a file could run code when unpickled)."""
@@ -147,4 +185,4 @@ def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["Snapshot", "read_state_file"]
+__all__ = ["BestSnapshot", "Snapshot", "read_state_file"]

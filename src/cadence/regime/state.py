@@ -63,6 +63,7 @@ def regime_state(regime: Any) -> dict[str, Any]:
                     for k, s in zip(part_keys(regime.signal_objs), regime.signal_objs,
                                     strict=True)},
         "guard": regime.guard.state_dict() if regime.guard is not None else None,
+        "trials": regime.trials.state_dict() if regime.trials is not None else None,
         "last_signals": dict(regime.signals),
         "metrics": dict(regime.metrics),
         "metrics_step": regime.metrics_step,
@@ -118,6 +119,9 @@ def load_regime_state(regime: Any, state: Mapping[str, Any]) -> None:
         s.load_state_dict(state["signals"][k])
     if regime.guard is not None:
         regime.guard.load_state_dict(state["guard"])
+    if regime.trials is not None:
+        regime.trials.load_state_dict(state["trials"])
+        regime.trials.total_steps = state["total_steps"]
     regime.signals = dict(state["last_signals"])
     regime.metrics = dict(state["metrics"])
     regime.metrics_step = state["metrics_step"]

@@ -91,14 +91,16 @@ class ControllerTrainer(CadenceTrainer):
     def __init__(self, model: nn.Module, lr: float, ctx: RunContext, arm: ControllerArm) -> None:
         import cadence
 
+        # the workload's function groups (fine-tuning: pretrained body, new head), if any
+        spec = getattr(ctx, "param_group_spec", None)
         if arm.optimizer == "sgd":
             wd = SGD_WEIGHT_DECAY if ctx.weight_decay else 0.0
             groups = cadence.param_groups(model, lr=lr, weight_decay=wd,
-                                          layer_decay=arm.layer_decay)
+                                          layer_decay=arm.layer_decay, groups=spec)
             self.optimizer = torch.optim.SGD(groups, momentum=SGD_MOMENTUM)
         else:
             groups = cadence.param_groups(model, lr=lr, weight_decay=ctx.weight_decay,
-                                          layer_decay=arm.layer_decay)
+                                          layer_decay=arm.layer_decay, groups=spec)
             self.optimizer = torch.optim.AdamW(groups, betas=arm.betas or (0.9, 0.999))
         self.regime = cadence.Regime(
             self.optimizer, total_steps=ctx.total_steps, preset=arm.preset,

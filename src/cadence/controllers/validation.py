@@ -1,0 +1,122 @@
+"""Validation response: answer overfitting seen in ``regime.observe(val_loss=...)``.
+
+Overfitting is diagnosed, not guessed: the validation metric has not improved on its
+best (by ``min_delta``, relative) for ``patience`` observations **while the training loss
+kept falling** since that best. Then the lr is cut by ``factor`` (at once: validation
+evidence is rare and late) and, when the validation–training gap has also grown over
+the last three observations, weight decay is raised by ``wd_factor`` (groups that decay
+only, at most ``max_wd_raises`` times). Validation and training worsening together is
+*not* overfitting (that is instability or a data shift: the guard's and drift
+response's business), so nothing happens then; and nothing here ever raises the lr or
+re-warms. Each decision is an Event naming the values it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cadence.checks import check_float, check_int
+from cadence.controllers._follow import fmt
+from cadence.protocol import CONTROLLERS, Context, Controller, Proposal, Signals
+
+
+@CONTROLLERS.register("validation")
+class ValidationResponse(Controller):
+    """Cut the lr (and raise weight decay) when validation worsens while training improves.
+
+    Args:
+        metric: the observed metric (``regime.observe(<metric>=...)``).
+        mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
+        patience: observations without a new best before acting.
+        min_delta: relative improvement that counts as a new best.
+        factor: lr multiplier per response (< 1).
+        wd_factor: weight-decay multiplier on a growing gap (>= 1; 1 turns it off).
+        max_cuts, max_wd_raises: most responses of each kind in a run.
+    """
+
+    name = "validation"
+
+    def __init__(
+        self,
+        metric: str = "val_loss",
+        mode: str = "min",
+        patience: int = 2,
+        min_delta: float = 1e-3,
+        factor: float = 0.5,
+        wd_factor: float = 2.0,
+        max_cuts: int = 4,
+        max_wd_raises: int = 2,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.metric, self.mode = str(metric), mode
+        self.patience = check_int("patience", patience)
+        self.min_delta = check_float("min_delta", min_delta, 0.0)
+        self.factor = check_float("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.wd_factor = check_float("wd_factor", wd_factor, 1.0)
+        self.max_cuts = check_int("max_cuts", max_cuts, 0)
+        self.max_wd_raises = check_int("max_wd_raises", max_wd_raises, 0)
+        self.seen_step: int | None = None
+        self.best: float | None = None
+        self.train_at_best: float | None = None
+        self.waiting = 0
+        self.cuts = 0
+        self.wd_raises = 0
+        self.gaps: list[float] = []
+
+    def _better(self, value: float, than: float) -> bool:
+        margin = self.min_delta * abs(than)
+        return value < than - margin if self.mode == "min" else value > than + margin
+
+    def propose(self, signals: Signals, context: Context) -> list[Proposal]:
+        value = context.metrics.get(self.metric)
+        if value is None or context.metrics_step == self.seen_step:
+            return []
+        self.seen_step = context.metrics_step
+        train = signals.get("loss_ema_short", signals.get("loss"))
+        if train is not None and self.mode == "min":  # a gap needs a loss on both sides
+            self.gaps = (self.gaps + [value - train])[-3:]
+        if self.best is None or self._better(value, self.best):
+            self.best, self.train_at_best, self.waiting = value, train, 0
+            return []
+        self.waiting += 1
+        before = self.train_at_best
+        if (self.waiting < self.patience or train is None or before is None
+                or train >= before * (1 - self.min_delta) or self.cuts >= self.max_cuts):
+            return []  # not yet, or training did not improve either: not overfitting
+        self.waiting = 0
+        self.cuts += 1
+        seen = (f"{self.metric} {fmt(value)} has not beaten its best {fmt(self.best)} for "
+                f"{self.patience} observations while the training loss fell "
+                f"{fmt(before)} → {fmt(train)}: overfitting")
+        self.train_at_best = train  # the next response needs fresh evidence
+        out = [Proposal("lr", factor=self.factor, source=self.name, urgent=True,
+                        reason=f"{seen} → lr ×{fmt(self.factor)}")]
+        growing = len(self.gaps) == 3 and self.gaps[0] < self.gaps[1] < self.gaps[2]
+        if growing and self.wd_factor > 1 and self.wd_raises < self.max_wd_raises:
+            self.wd_raises += 1
+            out += [Proposal("weight_decay", factor=self.wd_factor, group=g.name,
+                             source=self.name, urgent=True,
+                             reason=f"{seen}, and the validation–training gap grew "
+                                    f"{' → '.join(fmt(x) for x in self.gaps)} → weight "
+                                    f"decay ×{fmt(self.wd_factor)}")
+                    for g in context.groups if g.values.get("weight_decay", 0.0) > 0]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen_step": self.seen_step, "best": self.best,
+                "train_at_best": self.train_at_best, "waiting": self.waiting,
+                "cuts": self.cuts, "wd_raises": self.wd_raises, "gaps": list(self.gaps)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.seen_step = state["seen_step"]
+        self.best = state["best"]
+        self.train_at_best = state["train_at_best"]
+        self.waiting = int(state["waiting"])
+        self.cuts = int(state["cuts"])
+        self.wd_raises = int(state["wd_raises"])
+        self.gaps = [float(g) for g in state["gaps"]]
+
+
+__all__ = ["ValidationResponse"]
