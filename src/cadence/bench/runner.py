@@ -129,6 +129,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
             primary=workload.primary,
             recalibrate=workload.recalibrate_batchnorm
             if workload.has_batchnorm(model) else None,
+            param_group_spec=getattr(workload, "param_group_spec", None),
             **({} if wd is None else {"weight_decay": wd}),
         )
         trainer = method.build(model, spec.lr, ctx)
@@ -146,6 +147,12 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
             trainer.train_mode(model)
             trainer.observe({k[len("selection_"):]: v for k, v in point.items()
                              if k.startswith("selection_") and v is not None and math.isfinite(v)})
+            if with_train and trainer.finish(model):  # e.g. the best-by-validation weights
+                trainer.eval_mode(model)
+                for split in splits:
+                    for k, v in workload.evaluate(model, split).items():
+                        point[f"{split}_{k}"] = v
+                trainer.train_mode(model)
             return point
 
         curve.append(evaluate(0, [], True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,11 @@ class Trainer:
     def observe(self, metrics: dict[str, float]) -> None:
         """Selection-split metrics after an evaluation (plateau rules and cadence use them)."""
 
+    def finish(self, model: nn.Module) -> bool:
+        """After the last step's selection metrics were observed: put the weights the
+        method would hand to its user in place (``True`` iff they changed)."""
+        return False
+
     def current_lr(self) -> float:
         """Effective learning rate of the first group, for the curve."""
         return float(self.optimizer.param_groups[0]["lr"])
@@ -59,6 +64,9 @@ class RunContext:
     higher_is_better: bool = True  # of the primary metric
     primary: str = "acc"
     recalibrate: Callable[[nn.Module], None] | None = None  # BatchNorm stats at eval weights
+    #: the workload's function groups (``groups=`` for ``cadence.param_groups``), e.g. a
+    #: fine-tuning workload's pretrained body and new head; ``None``: one group of everything
+    param_group_spec: Mapping[str, Mapping[str, Any]] | None = None
 
 
 @dataclass

@@ -26,13 +26,16 @@ PRESETS = ("auto", "clara", "hypergradient", "plateau", "cosine", "learned")
 
 
 class CadenceTrainer(Trainer):
-    def __init__(self, model: nn.Module, lr: float, ctx: RunContext, preset: str) -> None:
+    def __init__(self, model: nn.Module, lr: float, ctx: RunContext, preset: str,
+                 **options: Any) -> None:
         import cadence
 
-        groups = cadence.param_groups(model, lr=lr, weight_decay=ctx.weight_decay)
+        groups = cadence.param_groups(
+            model, lr=lr, weight_decay=ctx.weight_decay, groups=ctx.param_group_spec
+        )
         self.optimizer = torch.optim.AdamW(groups)
         self.regime: Any = cadence.Regime(
-            self.optimizer, total_steps=ctx.total_steps, preset=preset
+            self.optimizer, total_steps=ctx.total_steps, preset=preset, **options
         )
 
     def step(self, loss: torch.Tensor) -> None:
@@ -43,9 +46,47 @@ class CadenceTrainer(Trainer):
         if kwargs:
             self.regime.observe(**kwargs)
 
+    def finish(self, model: nn.Module) -> bool:
+        """The best-by-validation weights, as a user of ``auto`` who observes validation
+        ends (``regime.restore_best()``, like HF's ``load_best_model_at_end``)."""
+        best = self.regime.best_state()
+        last = self.regime.metrics.get("val_loss")
+        return bool(best is not None and last is not None and best["value"] < last
+                    and self.regime.restore_best())
 
-def _factory(preset: str) -> Any:
-    return lambda model, lr, ctx: CadenceTrainer(model, lr, ctx, preset)
+
+def _factory(preset: str, **options: Any) -> Any:
+    return lambda model, lr, ctx: CadenceTrainer(model, lr, ctx, preset, **options)
+
+
+def _auto_without(part: type) -> Any:
+    """``auto``'s plan without its controllers of type ``part`` (an ablation arm)."""
+    from cadence.regime import presets
+
+    def plan(total_steps: int | None, warmup_steps: int | None) -> Any:
+        full = presets.auto(total_steps, warmup_steps)
+        drift = part.__name__ == "DriftResponse"
+        return full._replace(controllers=[c for c in full.controllers if not isinstance(c, part)],
+                             signals=[] if drift else full.signals)
+    return plan
+
+
+def _register_ablations() -> list[str]:
+    """Bench-only presets ``auto-no-<part>`` (registered when the bench loads)."""
+    from cadence.controllers.drift import DriftResponse
+    from cadence.controllers.lr_trials import LRTrials
+    from cadence.controllers.scale import ScaleAware
+    from cadence.controllers.validation import ValidationResponse
+    from cadence.regime.presets import register_preset
+
+    parts = {"prior": ScaleAware, "trials": LRTrials, "validation": ValidationResponse,
+             "drift": DriftResponse}
+    for name, part in parts.items():
+        register_preset(f"auto-no-{name}")(_auto_without(part))
+    return list(parts)
+
+
+ABLATIONS = _register_ablations()
 
 
 METHODS = [
@@ -54,6 +95,16 @@ METHODS = [
         lr_meaning="initial learning rate", description=f"cadence.Regime(preset={p!r}) over AdamW",
     )
     for p in PRESETS
+]
+METHODS += [
+    Method(f"cadence-auto-no-{part}", _factory(f"auto-no-{part}"), default_lr=1e-3,
+           lr_meaning="initial learning rate",
+           description=f"ablation: cadence's auto without its {part} part")
+    for part in ABLATIONS
+] + [
+    Method("cadence-auto-no-guard", _factory("auto", guard=False), default_lr=1e-3,
+           lr_meaning="initial learning rate",
+           description="ablation: cadence's auto without the guard (guard=False)"),
 ]
 
 
