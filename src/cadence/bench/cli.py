@@ -3,6 +3,7 @@
     cadence bench [run] --suite quick [--workloads a b] [--methods x y] [--db PATH] [--workers N]
                         [--executor local|ray] [--ray-address ADDR]
     cadence bench report [--db PATH] [--out DIR]
+    cadence bench width-report [--db PATH] [--out DIR]
     cadence bench overhead [--repeats N] [--steps N] [--presets p q]
     cadence bench list
 
@@ -44,6 +45,14 @@ def register(subparsers: Any) -> None:
                         help=f"results database; must exist (default {DEFAULT_DB})")
     report.add_argument("--out", default=argparse.SUPPRESS,
                         help=f"report folder (default {DEFAULT_OUT})")
+    width = actions.add_parser(
+        "width-report", help="the width study's table and plot from a results database",
+        description="Predicted (scale rule) vs tuned oracle lr per width, with auto's and the "
+        "oracle's quality: width.md and width_lr.png from the runs of --suite width.")
+    width.add_argument("--db", default=argparse.SUPPRESS,
+                       help=f"results database; must exist (default {DEFAULT_DB})")
+    width.add_argument("--out", default=argparse.SUPPRESS,
+                       help=f"report folder (default {DEFAULT_OUT})")
     overhead = actions.add_parser(
         "overhead", help="measure the per-step cost of cadence presets",
         description="Time each preset's step against the bare optimizer step, in "
@@ -83,13 +92,18 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             return _list()
-        if args.action == "report":
-            from .report import write_report
-
+        if args.action in ("report", "width-report"):
             if args.db != ":memory:" and not Path(args.db).is_file():
                 raise ValueError(f"--db {args.db!r} does not exist; run a suite first "
                                  f"(cadence bench --db {args.db}) or name an existing database")
-            path = write_report(args.db, args.out)
+            if args.action == "report":
+                from .report import write_report
+
+                path = write_report(args.db, args.out)
+            else:
+                from .width import write_width_report
+
+                path = write_width_report(args.db, args.out)
             print(f"report written to {path}")
             return 0
         if args.action == "overhead":

@@ -75,6 +75,35 @@ class Suite:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+#: the width study: mnist1d-mlp at these widths (``mnist1d-mlp-w<width>`` workloads)
+WIDTHS = (64, 128, 256, 512, 1024)
+WIDTH_STEPS = 3000
+
+
+def width_workload(width: int) -> str:
+    return f"mnist1d-mlp-w{width}"
+
+
+def _width_plans() -> tuple[Plan, ...]:
+    """Per width: the oracle over the full half-decade grid (refined around its winner)
+    and ``cadence-auto`` at its default start only (it promises no lr search), 3 seeds.
+    Widths whose workload is not registered are left out (``missing_widths``)."""
+    plans: list[Plan] = []
+    for w in WIDTHS:
+        if width_workload(w) not in WORKLOADS:
+            continue
+        plans.append(Plan(width_workload(w), (ORACLE_METHOD,), seeds=(0, 1, 2),
+                          grid_indices=FULL_GRID, steps=WIDTH_STEPS))
+        plans.append(Plan(width_workload(w), ("cadence-auto",), seeds=(0, 1, 2),
+                          grid_indices=(), steps=WIDTH_STEPS))
+    return tuple(plans)
+
+
+def missing_widths() -> list[int]:
+    """Widths of the study whose workload is not registered in ``workloads.WORKLOADS``."""
+    return [w for w in WIDTHS if width_workload(w) not in WORKLOADS]
+
+
 _QUICK_METHODS = ("adamw-cosine", "adamw-constant", "schedulefree-adamw", "prodigy", "cadence-auto")
 _STD_METHODS = PEERS + CADENCE + CONTROLLER_ARMS
 _FULL_METHODS = PEERS + ("prodigy-mult", "dadapt-adam-mult") + CADENCE + CONTROLLER_ARMS
@@ -113,6 +142,16 @@ SUITES: dict[str, Suite] = {
         refine_rounds=0,
         description="injected NaN, gradient spike, data shift, label noise, batch change at "
                     "50%: oracle family vs cadence, ~10 min on 2 cores",
+    ),
+    "width": Suite(
+        "width",
+        _width_plans(),
+        description="width study: mnist1d-mlp at widths "
+                    + "/".join(str(w) for w in WIDTHS if w not in missing_widths())
+                    + (f" (not registered: {', '.join(map(str, missing_widths()))})"
+                       if missing_widths() else "")
+                    + f", {WIDTH_STEPS} steps, 3 seeds, oracle over the full grid, "
+                    "cadence-auto at its default; cadence bench width-report",
     ),
     "full": Suite(
         "full",
@@ -183,7 +222,10 @@ def run_suite(
     if m_names is None or ORACLE_METHOD in m_names:
         # Round k sees only the base grid and rounds < k, so a resumed suite asks for
         # exactly the same refinement points again (and skips them).
-        allowed = {p.workload: set(p.lrs(ORACLE_METHOD)) for p in plans}
+        allowed: dict[str, set[float]] = {}
+        for p in plans:  # a workload may have several plans (the width suite does)
+            if ORACLE_METHOD in p.methods:
+                allowed.setdefault(p.workload, set()).update(p.lrs(ORACLE_METHOD))
         for _ in range(suite.refine_rounds):
             extra: list[RunSpec] = []
             for p in plans:
