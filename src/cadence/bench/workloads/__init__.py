@@ -10,7 +10,10 @@ from collections.abc import Callable
 from .base import SPLITS, Workload
 from .charlm import CharLM
 from .digits import DigitsCNN
+from .finetune import Finetune
+from .graph import SBMGCN
 from .mnist1d import MNIST1DCNN, MNIST1DGRU, MNIST1DMLP
+from .overfit import TabularOverfit
 from .stress import KINDS as STRESS_KINDS
 from .stress import Stress
 from .synthetic import LogReg, Quadratic, Rosenbrock
@@ -34,6 +37,9 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
     "quadratic": Quadratic,
     "quadratic-noisy": lambda: Quadratic(noise=0.01),
     "rosenbrock": Rosenbrock,
+    "tabular-overfit": TabularOverfit,
+    "finetune": Finetune,
+    "sbm-gcn": SBMGCN,
 }
 #: the ``width`` study: mnist1d-mlp at widths 64 / 256 / 1024
 for _w in (64, 256, 1024):
