@@ -5,6 +5,7 @@
     cadence bench report [--db PATH] [--out DIR]
     cadence bench width-report [--db PATH] [--out DIR]
     cadence bench overhead [--repeats N] [--steps N] [--presets p q]
+    cadence bench gpu [--repeats N] [--steps N] [--train-steps N] [--out FILE]
     cadence bench list
 
 ``cadence bench ACTION --help`` describes one action.
@@ -62,6 +63,24 @@ def register(subparsers: Any) -> None:
                           help="timed steps per repeat (default 30)")
     overhead.add_argument("--presets", nargs="*", default=None,
                           help="cadence presets (default: the built-in list)")
+    gpu = actions.add_parser(
+        "gpu", help="overhead and a short suite on a CUDA GPU (says so when none is present)",
+        description="On a CUDA GPU: the overhead bench and a short suite of arms (training "
+        "loss, ms/step, peak memory). Without one: prints that no GPU is present, exits 0.")
+    gpu.add_argument("--repeats", type=int, default=7, help="overhead A/B repeats (default 7)")
+    gpu.add_argument("--steps", type=int, default=30,
+                     help="timed overhead steps per repeat (default 30)")
+    gpu.add_argument("--train-steps", type=int, default=300,
+                     help="updates per run of the short suite (default 300)")
+    gpu.add_argument("--presets", nargs="*", default=None,
+                     help="presets for the overhead bench (default: cosine auto clara plateau)")
+    gpu.add_argument("--gpu-workloads", nargs="*", default=None, dest="gpu_workloads",
+                     help="workloads (default: mnist1d-mlp-w1024 charlm)")
+    gpu.add_argument("--gpu-methods", nargs="*", default=None, dest="gpu_methods",
+                     help="arms of the short suite (default: adamw-cosine cadence-cosine "
+                     "cadence-auto cadence-onecycle)")
+    gpu.add_argument("--out", default=None, dest="gpu_out",
+                     help="also write the Markdown tables to this file")
     actions.add_parser("list", help="list workloads, methods and suites",
                        description="List the workloads, methods (and why one is "
                        "unavailable) and suites.")
@@ -106,6 +125,19 @@ def main(args: argparse.Namespace) -> int:
                 path = write_width_report(args.db, args.out)
             print(f"report written to {path}")
             return 0
+        if args.action == "gpu":
+            from .gpu import GPU_METHODS, GPU_PRESETS, GPU_WORKLOADS, run_gpu
+
+            for name in ("repeats", "steps"):
+                if getattr(args, name) < 1:
+                    raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+            if args.train_steps < 10:
+                raise ValueError(f"--train-steps must be >= 10, got {args.train_steps}")
+            return run_gpu(
+                presets=args.presets or GPU_PRESETS, workloads=args.gpu_workloads or GPU_WORKLOADS,
+                methods=args.gpu_methods or GPU_METHODS, repeats=args.repeats, steps=args.steps,
+                train_steps=args.train_steps, out=args.gpu_out,
+            )
         if args.action == "overhead":
             from .overhead import PRESETS, format_overhead, measure_overhead
 

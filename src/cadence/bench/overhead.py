@@ -10,6 +10,10 @@ gradient (the guard shares that pass with clipping). Memory: extra tensor bytes
 held by cadence (optimizer state plus the regime's state) over the bare optimizer's,
 and the Python-heap peak per step (``tracemalloc``). Extra forward passes made inside
 ``regime.step`` (diagnostics) are counted.
+
+``device="cuda"`` runs both arms on the GPU (batches are moved there; each timed step
+ends with ``torch.cuda.synchronize()`` so asynchronous kernels are counted);
+``cadence bench gpu`` does that.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ WORKLOADS = ("charlm", "mnist1d-mlp-w1024")
 #: the cost the guard's per-step check shares with ``clip_grad_norm_`` (the floor of any
 #: regime that looks at every gradient).
 GRAD_NORM = "grad-norm"
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -75,11 +80,23 @@ class _Arm:
         self.forwards += 1
 
 
-def _make_arm(workload: Any, preset: str | None, lr: float) -> _Arm:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (a tensor, or tuples / lists / dicts of them) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _make_arm(workload: Any, preset: str | None, lr: float,
+              device: torch.device = CPU) -> _Arm:
     import cadence
 
     torch.manual_seed(0)
-    model = workload.make_model()
+    model = workload.make_model().to(device)
     opt = torch.optim.AdamW(cadence.param_groups(model, lr=lr, weight_decay=0.01))
     if preset is None:
         def bare(loss: torch.Tensor) -> None:
@@ -99,19 +116,26 @@ def _make_arm(workload: Any, preset: str | None, lr: float) -> _Arm:
     return _Arm(model, regime.step, lambda: [opt.state_dict()["state"], regime.state_dict()])
 
 
-def _timed_step(arm: _Arm, workload: Any, gen: torch.Generator, i: int) -> float:
-    batch = workload.batch(i, gen)
+def _timed_step(arm: _Arm, workload: Any, gen: torch.Generator, i: int,
+                device: torch.device = CPU) -> float:
+    batch = to_device(workload.batch(i, gen), device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     loss = workload.loss(arm.model, batch)
     loss.backward()
     arm.step(loss)
+    if cuda:
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
 
-def _heap_peak_kb(arm: _Arm, workload: Any, gen: torch.Generator, start: int, n: int) -> float:
+def _heap_peak_kb(arm: _Arm, workload: Any, gen: torch.Generator, start: int, n: int,
+                  device: torch.device = CPU) -> float:
     tracemalloc.start()
     for i in range(start, start + n):
-        _timed_step(arm, workload, gen, i)
+        _timed_step(arm, workload, gen, i, device)
     peak = tracemalloc.get_traced_memory()[1] / 1024
     tracemalloc.stop()
     return peak
@@ -125,8 +149,9 @@ def measure_overhead(
     warmup: int = 10,
     lr: float = 1e-3,
     log: Callable[[str], None] = print,
+    device: str | torch.device = "cpu",
 ) -> list[OverheadResult]:
-    """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``).
+    """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``) on ``device``.
 
     The two arms alternate step by step (ABAB…, then BABA… in the next repeat), so a slow
     drift of the machine's speed hits both alike; per repeat the ratio of the arms'
@@ -134,20 +159,21 @@ def measure_overhead(
     """
     if repeats < 2 or steps < 1:
         raise ValueError(f"need repeats >= 2 and steps >= 1, got repeats={repeats}, steps={steps}")
+    dev = torch.device(device)
     torch.set_num_threads(1)
     results = []
     for wl_name in workloads:
         wl = get_workload(wl_name)
         wl.prepare()
         for preset in ("control", GRAD_NORM, *presets):
-            bare = _make_arm(wl, None, lr)
-            other = _make_arm(wl, None if preset == "control" else preset, lr)
+            bare = _make_arm(wl, None, lr, dev)
+            other = _make_arm(wl, None if preset == "control" else preset, lr, dev)
             gen_a, gen_b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
             for i in range(warmup):
-                _timed_step(bare, wl, gen_a, i)
-                _timed_step(other, wl, gen_b, i)
-            heap_bare = _heap_peak_kb(bare, wl, gen_a, warmup, 5)
-            heap_other = _heap_peak_kb(other, wl, gen_b, warmup, 5)
+                _timed_step(bare, wl, gen_a, i, dev)
+                _timed_step(other, wl, gen_b, i, dev)
+            heap_bare = _heap_peak_kb(bare, wl, gen_a, warmup, 5, dev)
+            heap_other = _heap_peak_kb(other, wl, gen_b, warmup, 5, dev)
             other.forwards = bare.forwards = 0
             ratios, t_bare, t_other = [], [], []
             i = warmup + 5
@@ -158,7 +184,7 @@ def measure_overhead(
                     if (k + r) % 2:
                         order.reverse()
                     for arm, gen in order:
-                        times[id(arm)].append(_timed_step(arm, wl, gen, i))
+                        times[id(arm)].append(_timed_step(arm, wl, gen, i, dev))
                     i += 1
                 t_bare.append(statistics.median(times[id(bare)]))
                 t_other.append(statistics.median(times[id(other)]))
