@@ -129,7 +129,7 @@ SUITES: dict[str, Suite] = {
             Plan("rosenbrock", _STD_METHODS, steps=2000),
         ),
         description="every peer, preset and controller arm, decade grid, 2 seeds (~1 h on 2 "
-                    "cores before the 8 controller arms were added; not re-timed since)",
+                    "cores before the controller arms were added; not re-timed since)",
     ),
     "stress": Suite(
         "stress",
