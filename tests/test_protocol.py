@@ -33,6 +33,7 @@ from cadence.protocol import (
     Part,
     Registry,
     Signal,
+    TrialOutcome,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cadence"
@@ -252,9 +253,13 @@ def controller_inputs(i: int) -> tuple[dict[str, float], Context]:
     ]
     metrics_step = i - i % 3
     metrics = {"val_loss": 1.0 + 0.05 * metrics_step, "val": 1.0 + 0.05 * metrics_step}
+    # trials that ended (steering lr_trials): an up-move reverted at 6, a down-move kept at 12
+    trials = tuple(TrialOutcome(k + 1, "lr_trials", "lr", f, end - 5, end, kept, -0.1)
+                   for k, (f, end, kept) in enumerate([(2.0, 6, False), (0.5, 12, True)])
+                   if end <= i)
     context = Context(step=i, total_steps=100, groups=groups, warmup_steps=0,
                       schedule_multiplier=dict.fromkeys(GROUPS, 0.5), metrics=metrics,
-                      metrics_step=metrics_step, num_params=30)
+                      metrics_step=metrics_step, num_params=30, trials=trials)
     return s, context
 
 

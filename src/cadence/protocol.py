@@ -34,11 +34,15 @@ class TrialSpec:
     ``horizon`` is how far ahead (in steps) the judge projects both arms' trends before
     comparing them: 0 compares levels only, a longer horizon weighs progress (slope) more,
     which counters the short-horizon bias towards smaller learning rates.
+    ``only_if_stalled`` opens the trial only when the incumbent's loss is not falling
+    significantly (its trend's slope is within 2 standard errors of 0): a cut of the lr
+    then has a progress to win, not merely a noise floor to lower.
     """
 
     window: int
     burn_in: int = 0
     horizon: int = 0
+    only_if_stalled: bool = False  # open only while the loss is not clearly falling
 
     def __post_init__(self) -> None:
         for name in ("window", "burn_in", "horizon"):

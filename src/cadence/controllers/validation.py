@@ -2,7 +2,8 @@
 
 Overfitting is diagnosed, not guessed: the validation metric has not improved on its
 best (by ``min_delta``, relative) for ``patience`` observations **while the training loss
-kept falling** since that best. Then the lr is cut by ``factor`` (at once: validation
+kept falling** since that best, and no progress metric (``val_acc`` when observed) set a
+new best meanwhile. Then the lr is cut by ``factor`` (at once: validation
 evidence is rare and late) and, when the validation–training gap has also grown over
 the last three observations, weight decay is raised by ``wd_factor`` (groups that decay
 only, at most ``max_wd_raises`` times). Validation and training worsening together is
@@ -33,6 +34,10 @@ class ValidationResponse(Controller):
         factor: lr multiplier per response (< 1).
         wd_factor: weight-decay multiplier on a growing gap (>= 1; 1 turns it off).
         max_cuts, max_wd_raises: most responses of each kind in a run.
+        progress_metric: a second observed metric (higher is better, e.g. an accuracy)
+            whose new best counts as progress: a classifier's validation loss often rises
+            from over-confidence while its accuracy still improves, and that is not the
+            overfitting an lr cut should answer. ``None`` ignores it.
     """
 
     name = "validation"
@@ -47,6 +52,7 @@ class ValidationResponse(Controller):
         wd_factor: float = 2.0,
         max_cuts: int = 4,
         max_wd_raises: int = 2,
+        progress_metric: str | None = "val_acc",
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -64,6 +70,8 @@ class ValidationResponse(Controller):
         self.cuts = 0
         self.wd_raises = 0
         self.gaps: list[float] = []
+        self.progress_metric = progress_metric
+        self.best_progress: float | None = None
 
     def _better(self, value: float, than: float) -> bool:
         margin = self.min_delta * abs(than)
@@ -77,8 +85,17 @@ class ValidationResponse(Controller):
         train = signals.get("loss_ema_short", signals.get("loss"))
         if train is not None and self.mode == "min":  # a gap needs a loss on both sides
             self.gaps = (self.gaps + [value - train])[-3:]
-        if self.best is None or self._better(value, self.best):
-            self.best, self.train_at_best, self.waiting = value, train, 0
+        progress = (context.metrics.get(self.progress_metric)
+                    if self.progress_metric is not None else None)
+        improved = progress is not None and (
+            self.best_progress is None
+            or progress > self.best_progress + self.min_delta * abs(self.best_progress))
+        if improved:
+            self.best_progress = progress
+        if self.best is None or self._better(value, self.best) or improved:
+            if self.best is None or self._better(value, self.best):
+                self.best = value
+            self.train_at_best, self.waiting = train, 0
             return []
         self.waiting += 1
         before = self.train_at_best
@@ -107,7 +124,8 @@ class ValidationResponse(Controller):
     def state_dict(self) -> dict[str, Any]:
         return {"seen_step": self.seen_step, "best": self.best,
                 "train_at_best": self.train_at_best, "waiting": self.waiting,
-                "cuts": self.cuts, "wd_raises": self.wd_raises, "gaps": list(self.gaps)}
+                "cuts": self.cuts, "wd_raises": self.wd_raises, "gaps": list(self.gaps),
+                "best_progress": self.best_progress}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.seen_step = state["seen_step"]
@@ -117,6 +135,7 @@ class ValidationResponse(Controller):
         self.cuts = int(state["cuts"])
         self.wd_raises = int(state["wd_raises"])
         self.gaps = [float(g) for g in state["gaps"]]
+        self.best_progress = state["best_progress"]
 
 
 __all__ = ["ValidationResponse"]

@@ -331,7 +331,8 @@ class Regime:
         self.knobs.write_lr(self.step_count)
 
     def best_state(self) -> dict[str, Any] | None:
-        """The best-by-validation weights seen by :meth:`observe` (``val_loss``, lowest):
+        """The best-by-validation weights seen by :meth:`observe` (by ``val_acc`` when it
+        is observed, else ``val_loss``; see ``regime.snapshot.BestSnapshot``):
         ``{"step", "metric", "value", "params"}`` with one CPU tensor per optimizer
         parameter, in group order; ``None`` before any observation or when the preset
         keeps none (``auto`` keeps it)."""

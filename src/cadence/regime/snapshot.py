@@ -135,18 +135,29 @@ class Snapshot:
 class BestSnapshot(Snapshot):
     """The weights (and optimizer state) at the best value of an observed metric.
 
-    :meth:`offer` takes a snapshot whenever ``metric`` beats the best so far (``mode``
-    ``"min"``: lower is better), so restoring it gives the model the validation picked.
+    :meth:`offer` takes a snapshot whenever the metric beats the best so far, so restoring
+    it gives the model the validation picked. The metric is the first of ``preference``
+    (``(name, "min" | "max")`` pairs) present in the first observation: the task's
+    accuracy when it is observed (a validation loss can rise from over-confidence while
+    accuracy still improves), else the validation loss.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, metric: str = "val_loss",
-                 mode: str = "min") -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer,
+                 preference: tuple[tuple[str, str], ...] = (("val_acc", "max"),
+                                                            ("val_loss", "min"))) -> None:
         super().__init__(optimizer)
-        self.metric, self.mode = metric, mode
+        self.preference = preference
+        self.metric: str | None = None
+        self.mode = "min"
         self.value: float | None = None
 
     def offer(self, step: int, metrics: dict[str, float]) -> bool:
-        """Snapshot now if ``metrics[metric]`` is a new best; ``True`` iff it was."""
+        """Snapshot now if the metric is a new best; ``True`` iff it was."""
+        if self.metric is None:
+            found = [(m, mode) for m, mode in self.preference if m in metrics]
+            if not found:
+                return False
+            self.metric, self.mode = found[0]
         value = metrics.get(self.metric)
         if value is None:
             return False

@@ -230,7 +230,20 @@ class Trials:
             return False
         if not 1 / self.max_factor <= p.factor <= self.max_factor:
             return False
-        return len(self._baseline(step, p.trial.window)) >= p.trial.window
+        baseline = self._baseline(step, p.trial.window)
+        if len(baseline) < p.trial.window:
+            return False
+        return not p.trial.only_if_stalled or self.stalled(baseline)
+
+    def stalled(self, points: list[tuple[int, float]]) -> bool:
+        """True iff the (log-)loss over ``points`` is not falling significantly: its fitted
+        slope is above -2 standard errors (serial correlation included)."""
+        use_log = self._log_scale and all(y > 0 for _, y in points)
+        pts = [(s, math.log(y) if use_log else y) for s, y in points]
+        _, b, _, sxx, var = fit_line(pts)
+        rho = serial_correlation([pts])
+        se = math.sqrt(var * (1 + rho) / (1 - rho) / sxx) if sxx > 0 else 0.0
+        return b > -2.0 * se
 
     def _start(self, p: Proposal, step: int, signals: Mapping[str, float],
                events: list[Event]) -> Proposal:
@@ -303,7 +316,8 @@ class Trials:
                 "id": t.id, "start": t.start, "knob": t.proposal.knob,
                 "factor": t.proposal.factor, "group": t.proposal.group,
                 "source": t.proposal.source, "reason": t.proposal.reason,
-                "spec": [t.spec.window, t.spec.burn_in, t.spec.horizon],
+                "spec": [t.spec.window, t.spec.burn_in, t.spec.horizon,
+                         t.spec.only_if_stalled],
                 "baseline": [list(pt) for pt in t.baseline],
                 "points": [list(pt) for pt in t.points],
             },
@@ -324,7 +338,8 @@ class Trials:
             int(o["id"]),
             Proposal(o["knob"], factor=float(o["factor"]), group=o["group"],
                      source=o["source"], reason=o["reason"],
-                     trial=TrialSpec(*(int(v) for v in o["spec"]))),
+                     trial=TrialSpec(int(o["spec"][0]), int(o["spec"][1]),
+                                     int(o["spec"][2]), bool(o["spec"][3]))),
             int(o["start"]),
             [(int(s), float(y)) for s, y in o["baseline"]],
             [(int(s), float(y)) for s, y in o["points"]],

@@ -50,8 +50,7 @@ class CadenceTrainer(Trainer):
         """The best-by-validation weights, as a user of ``auto`` who observes validation
         ends (``regime.restore_best()``, like HF's ``load_best_model_at_end``)."""
         best = self.regime.best_state()
-        last = self.regime.metrics.get("val_loss")
-        return bool(best is not None and last is not None and best["value"] < last
+        return bool(best is not None and best["step"] != self.regime.step_count
                     and self.regime.restore_best())
 
 
