@@ -6,9 +6,10 @@ optimizer settles to the new value), measures the training loss for ``window`` s
 compares that arm with the incumbent's counterfactual — the trend fitted to up to
 three windows of steps before the trial (at the current value), extrapolated. Both arms
 are fitted as lines in log-loss (``log`` makes the test scale-free) and projected to
-``horizon`` steps after the window; the trial is **kept** iff its projection is lower by more than ``z`` standard
-errors (serial correlation of the mini-batch noise taken into account through the lag-1
-autocorrelation of the residuals) and by more than ``min_effect``. Otherwise it is
+``horizon`` steps after the window; the trial is **kept** iff its projection is lower by
+more than ``z`` standard errors (serial correlation of the mini-batch noise taken into
+account through the lag-1 autocorrelation of the residuals) and by more than
+``min_effect``. Otherwise it is
 **reverted** (its factor is undone). A guard action during a trial reverts it at once.
 
 Why these choices (research notes, ``trials.md``): comparing raw before/after means
