@@ -92,7 +92,7 @@ def _run_options(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--workloads", nargs="*", default=default,
                    help="limit to workloads (or groups: width, stress)")
     p.add_argument("--methods", nargs="*", default=default,
-                   help="limit to methods (or groups: peers, cadence, controllers)")
+                   help="limit to methods (or groups: peers, cadence, controllers, ablations)")
     p.add_argument("--db", default=default, help=f"results database (default {DEFAULT_DB})")
     p.add_argument("--workers", type=int, default=default,
                    help="processes (default: all cores); with --executor ray and no "

@@ -30,6 +30,9 @@ CONTROLLER_ARMS = (
     "cadence-layerwise-ld0.8", "cadence-salera", "cadence-clara-sgd", "cadence-plateau-val",
     "cadence-onecycle",
 )
+#: auto without one of its parts each (methods/cadence_presets.py, ``ABLATIONS``)
+ABLATION_ARMS = tuple(f"cadence-auto-no-{part}"
+                      for part in ("prior", "trials", "validation", "drift", "guard"))
 FULL_GRID = tuple(range(11))  # 11 half-decade points
 DECADES = (0, 2, 4, 6, 8, 10)  # every other point: one per decade
 
@@ -105,7 +108,7 @@ def missing_widths() -> list[int]:
 
 
 _QUICK_METHODS = ("adamw-cosine", "adamw-constant", "schedulefree-adamw", "prodigy", "cadence-auto")
-_STD_METHODS = PEERS + CADENCE + CONTROLLER_ARMS
+_STD_METHODS = PEERS + CADENCE + CONTROLLER_ARMS + ABLATION_ARMS
 _FULL_METHODS = PEERS + ("prodigy-mult", "dadapt-adam-mult") + CADENCE + CONTROLLER_ARMS
 
 SUITES: dict[str, Suite] = {
@@ -127,9 +130,13 @@ SUITES: dict[str, Suite] = {
             Plan("logreg", _STD_METHODS, steps=1000),
             Plan("quadratic", _STD_METHODS, steps=1000),
             Plan("rosenbrock", _STD_METHODS, steps=2000),
+            Plan("tabular-overfit", _STD_METHODS, steps=1500),
+            Plan("finetune", _STD_METHODS, steps=600),
+            Plan("sbm-gcn", _STD_METHODS, steps=400),
         ),
         description="every peer, preset and controller arm, decade grid, 2 seeds (~1 h on 2 "
-                    "cores before the controller arms were added; not re-timed since)",
+                    "cores before the controller arms and the overfit/finetune/graph workloads "
+                    "were added; not re-timed since)",
     ),
     "stress": Suite(
         "stress",
@@ -210,7 +217,8 @@ def run_suite(
     where: dict[str, Any] = {"executor": executor, "ray_address": ray_address}
     wl_names = expand_names(workloads, WORKLOADS, GROUPS)
     m_names = expand_names(methods, METHODS, {"peers": PEERS, "cadence": CADENCE,
-                                              "controllers": CONTROLLER_ARMS})
+                                              "controllers": CONTROLLER_ARMS,
+                                              "ablations": ABLATION_ARMS})
     plans = [p for p in suite.plans if wl_names is None or p.workload in wl_names]
     if wl_names:  # a workload named on the command line but absent from the suite
         have = {p.workload for p in plans}

@@ -40,6 +40,7 @@ _KIND_STYLE: dict[str, tuple[str, str]] = {  # kind -> (marker symbol, colour)
     "change": ("circle", "#636efa"),
     "replan": ("diamond", "#00a08b"),
     "drift": ("star", "#ab63fa"),
+    "trial": ("triangle-up", "#ff7f0e"),
     "skip": ("x", "#e4002b"),
     "rollback": ("x-thin-open", "#b00020"),
 }
@@ -234,7 +235,9 @@ def _knobs_figure(go: Any, runs: list[RunData], colours: _Colours) -> Any | None
                     hovertemplate=f"{_template_text(group)}<br>step %{{x}}<br>"
                     f"{_template_text(knob)} %{{y:.4g}}<extra></extra>",
                 ), row=i, col=1)
-            changes = [e for e in run.events if e.get("knob") == knob]
+            # trial events carry factors, not values: they are marked on the loss curve
+            changes = [e for e in run.events if e.get("knob") == knob
+                       and e.get("kind") != "trial"]
             for kind, events in _by_kind(changes).items():
                 ev = _thin_events(events)
                 symbol, kcolour = _KIND_STYLE.get(kind, ("circle-open", "#555"))

@@ -41,8 +41,8 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
     "finetune": Finetune,
     "sbm-gcn": SBMGCN,
 }
-#: the ``width`` study: mnist1d-mlp at widths 64 / 256 / 1024
-for _w in (64, 256, 1024):
+#: the ``width`` study: mnist1d-mlp at widths 64 … 1024
+for _w in (64, 128, 256, 512, 1024):
     WORKLOADS[f"mnist1d-mlp-w{_w}"] = _mlp_at_width(_w)
 #: the ``stress`` study on mnist1d-mlp
 for _k in STRESS_KINDS:
@@ -50,7 +50,7 @@ for _k in STRESS_KINDS:
 
 #: name groups usable on the command line in place of names
 GROUPS: dict[str, list[str]] = {
-    "width": [f"mnist1d-mlp-w{w}" for w in (64, 256, 1024)],
+    "width": [f"mnist1d-mlp-w{w}" for w in (64, 128, 256, 512, 1024)],
     "stress": [f"stress-{k}" for k in STRESS_KINDS],
 }
 
