@@ -261,14 +261,23 @@ def test_drift_response_ignores_warmup_downward_and_cooldown() -> None:
     assert c.propose({"drift": -1.0}, ctx(step=50)) == []
 
 
-def test_drift_response_on_validation_metric() -> None:
+def test_drift_response_never_rewarms_on_a_validation_rise() -> None:
     c = DriftResponse()
     props = []
     for k in range(40):
         val = 1.0 - 0.001 * k + (0.01 * (-1) ** k) + (0.5 if k >= 30 else 0.0)
-        props += c.propose({"drift": 0.0}, ctx(100 + k, metrics={"val_loss": val},
-                                                metrics_step=100 + k))
-    assert props and "val_loss shifted up" in props[0].reason
+        props += c.propose({"drift": 0.0, "shift": 0.0},
+                           ctx(100 + k, metrics={"val_loss": val}, metrics_step=100 + k))
+    assert props == []  # overfitting is not a shift
+    # a shift the guard confirms later mentions the validation rise it saw
+    props = c.propose({"drift": 0.0, "shift": 1.0, "shift.z": 4.2}, ctx(150))
+    assert props and "confirmed by the guard" in props[0].reason
+    assert "val_loss shifted up" in props[0].reason
+
+
+def test_drift_response_ignores_an_unconfirmed_loss_alarm() -> None:
+    c = DriftResponse()  # the guard ran its test and found no shift: no re-warm
+    assert c.propose({"drift": 1.0, "shift": 0.0}, ctx(step=500)) == []
 
 
 # -- scale ----------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
-"""Drift response: on a detected distribution shift, re-warm the lr in stages.
+"""Drift response: on a confirmed distribution shift, re-warm the lr in stages.
 
-Triggers: an upward alarm of the ``drift`` signal (training loss jumped above its trend),
-or an upward Page-Hinkley alarm on the observed validation metric (run here on each new
-observation, standardised by its own running spread). Downward alarms (things got easier)
-are ignored. Outside warmup and outside ``cooldown`` steps after the previous episode:
+Trigger: the guard's verdict that the data changed (signal ``shift``): either the restored
+known-good weights spiked too after a rollback, or, after an upward alarm of the ``drift``
+signal (training loss above its trend), the restored weights' loss rose too (the guard's
+drift check, ``cadence.regime.guard``). A training-loss rise that the restored weights do
+not show came from the weights or the lr: it is never answered by a re-warm. Without a
+guard (no ``shift`` signal) the ``drift`` alarm alone triggers, as the only evidence there
+is. A validation rise never triggers a re-warm (that is overfitting's business); an upward
+Page-Hinkley alarm on the observed validation metric is only mentioned in the reason of a
+re-warm the training loss triggered. Outside warmup and outside ``cooldown`` steps after
+the previous episode:
 
 1. **Re-warm in stages.** The target lr multiplier ``M = clip(rewarm_to / s, 1, max_mult)``,
    with ``s`` the current schedule multiplier, brings the lr back to a fraction
@@ -14,7 +20,7 @@ are ignored. Outside warmup and outside ``cooldown`` steps after the previous ep
    decay actually applied per step) stays where it was while the lr is raised.
 
 Every proposal's reason starts with ``"drift:"`` so the Regime can log it as a ``drift``
-event.
+event; it names the step the shift was confirmed at and the *current* detector readings.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class DriftResponse(Controller):
         self._val_ph = PageHinkley(delta=0.5, threshold=6.0, min_instances=5)
         self._val_moments = EmaMoments(0.9)
         self._seen: int | None = None
+        self._val_note: tuple[int, str] | None = None  # the latest validation alarm
 
     def _val_alarm(self, context: Context) -> str | None:
         value = context.metrics.get(self.metric)
@@ -99,11 +106,14 @@ class DriftResponse(Controller):
 
     def propose(self, signals: Signals, context: Context) -> list[Proposal]:
         val_reason = self._val_alarm(context)
+        if val_reason:
+            self._val_note = (context.step, val_reason)
         if self._start is None:
-            loss_alarm = signals.get("drift", 0.0) > 0
+            confirmed = "shift" in signals  # the guard's test runs: only its verdict counts
+            shifted = signals.get("shift" if confirmed else "drift", 0.0) > 0
             if context.in_warmup or context.step - self._last_end < self.cooldown:
                 return []
-            if not (loss_alarm or val_reason):
+            if not shifted:
                 return []
             sched = [v for v in context.schedule_multiplier.values() if v > 0]
             s = min(sched) if sched else 1.0
@@ -111,11 +121,16 @@ class DriftResponse(Controller):
             if self._peak <= 1.0 + 1e-6:
                 self._peak = min(1.5, self.max_mult)  # early in the schedule: a mild boost
             self._start = context.step
-            self._trigger = val_reason or (
-                f"training loss shifted up (CUSUM {signals.get('drift.cusum', 0.0):.1f}σ, "
-                f"Page-Hinkley {signals.get('drift.ph', 0.0):.1f}σ, "
-                f"z {signals.get('drift.z', 0.0):+.1f})"
-            )
+            if confirmed:
+                self._trigger = (f"data shift confirmed by the guard at step {context.step} "
+                                 f"(restored weights' loss z={signals.get('shift.z', 0.0):+.1f})")
+            else:
+                self._trigger = (
+                    f"training loss shifted up at step {context.step} (CUSUM "
+                    f"{signals.get('drift.cusum', 0.0):.1f}σ, Page-Hinkley "
+                    f"{signals.get('drift.ph', 0.0):.1f}σ; no guard to confirm it)")
+            if self._val_note and context.step - self._val_note[0] <= self.cooldown:
+                self._trigger += f"; {self._val_note[1]} at step {self._val_note[0]}"
         target, phase = self._desired(context.step)
         factor = self.follower.move("", target)
         if phase == "re-warm finished" and factor is None:
@@ -126,8 +141,13 @@ class DriftResponse(Controller):
         if factor is None:
             return []
         mult = self.follower.get("")
-        reason = (f"drift: {self._trigger} → {phase}: lr ×{factor:.3f} (drift multiplier "
-                  f"{mult:.2f}, peak ×{self._peak:.2f})")
+        now = (f"now: loss z {signals.get('drift.z', 0.0):+.1f}, CUSUM "
+               f"{signals.get('drift.cusum', 0.0):.1f}σ, Page-Hinkley "
+               f"{signals.get('drift.ph', 0.0):.1f}σ")
+        trigger = (self._trigger if context.step == self._start
+                   else f"after the shift of step {self._start}")
+        reason = (f"drift: {trigger} → {phase}: lr ×{factor:.3f} (drift multiplier "
+                  f"{mult:.2f}, peak ×{self._peak:.2f}; {now})")
         out = [Proposal("lr", factor=factor, reason=reason, source=self.name)]
         if self.rebalance_wd and any(g.values.get("weight_decay") for g in context.groups):
             out.append(Proposal("weight_decay", factor=1.0 / factor, source=self.name,
@@ -140,7 +160,7 @@ class DriftResponse(Controller):
             "follower": self.follower.state_dict(), "start": self._start, "peak": self._peak,
             "trigger": self._trigger, "last_end": self._last_end,
             "val_ph": self._val_ph.state_dict(), "val_moments": self._val_moments.state_dict(),
-            "seen": self._seen,
+            "seen": self._seen, "val_note": list(self._val_note) if self._val_note else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -150,3 +170,5 @@ class DriftResponse(Controller):
         self._val_ph.load_state_dict(state["val_ph"])
         self._val_moments.load_state_dict(state["val_moments"])
         self._seen = state["seen"]
+        note = state.get("val_note")
+        self._val_note = (int(note[0]), str(note[1])) if note else None

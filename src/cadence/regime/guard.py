@@ -15,6 +15,19 @@ signals before anything is decided:
   weights, spikes too: the data changed, not the weights. The loss history restarts at
   the new level, the rollback is not counted, and the Regime logs a ``drift`` event and
   trains on (a real shift used to end in ``GuardError`` after a few rollbacks);
+* ``"rollback"`` also answers a training-loss drift alarm (the ``drift`` signal's
+  ``drift.alarm``, raised by a persistent rise too small to be a spike) with the *drift
+  check*: the current weights are kept aside, the known-good snapshot is restored (not
+  charged to the budget, no lr cut) and its loss is measured on the next
+  ``drift_check_steps`` batches without updating it (those updates are skipped, each a
+  ``skip`` event). If its mean sits above the losses those weights had when the snapshot
+  was taken by more than ``drift_check_z`` standard errors, the data changed: the current
+  weights come back and the next step's verdict is ``"shift"`` (a ``drift`` event;
+  ``auto``'s drift response re-warms only then). If not, and the restored weights are
+  clearly better than the current ones, the weights or the lr caused the rise: training
+  goes on from the snapshot with the lr cut as after a rollback (and given back); else the
+  alarm was noise and the current weights come back. Both end with a ``"checked"``
+  verdict (an ``ok`` step with an event saying what was found);
 * a rollback beyond ``max_rollbacks`` within ``rollback_window`` steps still restores the
   snapshot, so the restored weights can tell a shift from a divergence first: if their
   first loss spikes too it is a shift (not charged); otherwise :class:`GuardError` is
@@ -67,6 +80,9 @@ class Guard(Part):
             (``None``: no adaptive clipping).
         clip_window: number of recent gradient norms kept for the percentile.
         clip_min_history: norms needed before adaptive clipping starts.
+        drift_check_steps: losses of the restored weights averaged by the drift check (0
+            turns the check off: then no training-loss rise is confirmed as a shift).
+        drift_check_z: standard errors above the snapshot's own losses that make a shift.
     """
 
     name = "guard"
@@ -86,6 +102,8 @@ class Guard(Part):
         clip_percentile: float | None = None,
         clip_window: int = 200,
         clip_min_history: int = 20,
+        drift_check_steps: int = 5,
+        drift_check_z: float = 3.0,
     ) -> None:
         if not spike_threshold > 0:
             raise ValueError(f"spike_threshold must be > 0, got {spike_threshold!r}")
@@ -98,6 +116,7 @@ class Guard(Part):
             ("rollback_window", rollback_window, 1),
             ("clip_window", clip_window, 1),
             ("clip_min_history", clip_min_history, 1),
+            ("drift_check_steps", drift_check_steps, 0),
         ):
             if not isinstance(val, int) or val < lo:
                 raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
@@ -111,6 +130,8 @@ class Guard(Part):
             raise ValueError(
                 f"clip_percentile must be in (0, 100] or None, got {clip_percentile!r}"
             )
+        if not drift_check_z > 0:
+            raise ValueError(f"drift_check_z must be > 0, got {drift_check_z!r}")
         self.spike_threshold = spike_threshold
         self.spike_window = spike_window
         self.min_history = min(min_history, spike_window)
@@ -125,6 +146,8 @@ class Guard(Part):
         self.clip_percentile = clip_percentile
         self.clip_window = clip_window
         self.clip_min_history = clip_min_history
+        self.drift_check_steps = drift_check_steps
+        self.drift_check_z = float(drift_check_z)
         # state
         self.losses: deque[float] = deque(maxlen=spike_window)
         self.loss_steps: deque[int] = deque(maxlen=spike_window)
@@ -138,6 +161,14 @@ class Guard(Part):
         self.reintro_every = 1
         self.verify_after_rollback = False  # is the next loss the restored weights' first?
         self.pending_stop: str | None = None  # over the rollback budget: stop unless a shift
+        # the drift check: the snapshot's own loss level (median, scale, step) when taken,
+        # the check under way (its trigger, the current weights' level, the restored
+        # weights' losses so far), an lr cut it concluded, and the last shift's z
+        self.reference: dict[str, Any] | None = None
+        self.checking: dict[str, Any] | None = None
+        self.pending_cut: str | None = None
+        self.concluded: list[str] | None = None  # [outcome, verdict, reason] of a check
+        self.shift_z = 0.0
 
     # -- verdict ------------------------------------------------------------------------------
     def spike_score(self, loss: float) -> float:
@@ -159,7 +190,9 @@ class Guard(Part):
         return (loss - med) / scale
 
     def check(self, signals: Signals, step: int) -> tuple[str, str]:
-        """Verdict for this step: ``("ok" | "skip" | "rollback" | "shift", reason)``.
+        """Verdict for this step: ``("ok" | "skip" | "rollback" | "shift" | "checked",
+        reason)``; ``"checked"`` (a drift check ended without a shift) is an ``ok`` step
+        with something to log.
 
         Records healthy losses and gradient norms; raises :class:`GuardError` when a rollback
         would exceed ``max_rollbacks`` within ``rollback_window`` steps.
@@ -178,6 +211,8 @@ class Guard(Part):
             self.losses.clear()
             self.loss_steps.clear()
             self._record(loss, norm, step)
+            self.shift_z = z
+            self.reference = None  # the snapshot's losses belong to the old data
             return "shift", (
                 f"loss shift: the restored known-good weights also give loss={loss:.4g} "
                 f"(robust z={z:.1f}), so the data changed; the loss baseline restarts here and "
@@ -186,6 +221,13 @@ class Guard(Part):
         if restored_first and self.pending_stop is not None:
             message, self.pending_stop = self.pending_stop, None
             raise GuardError(message)
+        if finite and self.checking is not None:
+            return self._drift_evidence(loss, step)
+        if finite and self.concluded is not None:  # a drift check's verdict, on this loss
+            _, verdict, reason = self.concluded
+            self.concluded = None
+            self._record(loss, norm, step)
+            return verdict, reason
         if not finite:
             self.skips += 1
             self.bad_streak += 1
@@ -204,8 +246,113 @@ class Guard(Part):
                 f"loss spike: loss={loss:.4g}, robust z={z:.1f} > {self.spike_threshold:g} "
                 f"over the last {len(self.losses)} steps",
             )
+        if signals.get("drift.alarm", 0.0) > 0 and self._can_check():
+            return self._start_check(loss, step)
         self._record(loss, norm, step)
         return "ok", ""
+
+    # -- the drift check: did the data change, or the weights? --------------------------------
+    def mark_reference(self, step: int) -> None:
+        """A snapshot was taken at ``step``: keep the healthy losses its weights were judged
+        against. A rollback to it restores them (:meth:`rewind`), and the drift check
+        measures the restored weights against them."""
+        self.reference = {"step": step, "losses": list(self.losses),
+                          "steps": list(self.loss_steps)}
+
+    def _reference_level(self) -> tuple[float, float] | None:
+        """Median and robust spread of the snapshot's losses (``None`` if too few)."""
+        ref = self.reference
+        if ref is None or len(ref["losses"]) < self.min_history:
+            return None
+        med = median(ref["losses"])
+        mad = median(abs(x - med) for x in ref["losses"])
+        return med, max(MAD_TO_SIGMA * mad, self.spike_floor * abs(med), 1e-8)
+
+    def _can_check(self) -> bool:
+        return (self.drift_check_steps > 0 and self.checking is None and self.pending_stop is None
+                and not self.verify_after_rollback and self._reference_level() is not None)
+
+    def _start_check(self, loss: float, step: int) -> tuple[str, str]:
+        """Restore the snapshot (not charged, no lr cut) to see how its weights fare now;
+        the Regime keeps the current weights aside meanwhile."""
+        level = self._reference_level()
+        assert level is not None and self.reference is not None
+        ref_step = int(self.reference["step"])
+        recent = [*list(self.losses)[-(self.drift_check_steps - 1):], loss]
+        current = sum(recent) / len(recent)
+        trigger = f"drift alarm of step {step - 1} on the training loss's trend"
+        self.checking = {"since": step, "current": current, "losses": [],
+                         "ref": [level[0], level[1], float(ref_step)], "trigger": trigger,
+                         "history": [list(self.losses), list(self.loss_steps)]}
+        self.bad_streak = 0
+        return "rollback", (
+            f"drift check: the training loss rose ({trigger}; recent loss {current:.4g} vs "
+            f"{level[0]:.4g} at the snapshot of step {ref_step}): the known-good weights are "
+            f"restored for {self.drift_check_steps} steps, without updating them, without an "
+            f"lr cut and not counted as a rollback, to see whether their loss rose too (then "
+            f"the data changed); the current weights are kept aside meanwhile"
+        )
+
+    def _drift_evidence(self, loss: float, step: int) -> tuple[str, str]:
+        """One more loss of the restored weights; once there are enough, the outcome:
+        ``"shift"`` (they rose too) or ``"noise"`` (they did not, nor are they clearly
+        better: the Regime goes back to the current weights), or ``"weights"`` (they are
+        clearly better on the same data: training goes on from them with a cut lr). The
+        verdict (``"shift"`` or ``"checked"``) comes with the next step's loss."""
+        assert self.checking is not None
+        chk = self.checking
+        chk["losses"].append(loss)
+        self.bad_streak = 0
+        n = len(chk["losses"])
+        measuring = (f"drift check: measuring the restored weights of step "
+                     f"{int(chk['ref'][2])} on new batches without updating them "
+                     f"({n}/{self.drift_check_steps})")
+        if n < self.drift_check_steps:
+            return "skip", measuring
+        self.checking = None
+        med, scale, ref_step = chk["ref"]
+        restored = sum(chk["losses"]) / n
+        se = scale / math.sqrt(n)
+        z = (restored - med) / se
+        gain = (chk["current"] - restored) / (se * math.sqrt(2.0))
+        seen = (f"the restored weights of step {int(ref_step)} average loss {restored:.4g} "
+                f"over {n} steps against {med:.4g} when they were saved (z={z:+.1f}); the "
+                f"current weights had {chk['current']:.4g}")
+        history = chk["history"]
+        if z > self.drift_check_z:
+            self.shift_z = z
+            self.reference = None  # the snapshot's losses belong to the old data
+            self.losses.clear()  # the baseline restarts with the next loss
+            self.loss_steps.clear()
+            self.concluded = ["shift", "shift", (
+                f"loss shift (drift check started at step {chk['since']}, {chk['trigger']}): "
+                f"{seen}, so the data changed; training goes on from the current weights and "
+                "the loss baseline restarts here")]
+        elif gain > self.drift_check_z:
+            self.pending_cut = (f"drift check: no data shift: {seen}; the rise came from the "
+                                f"weights or the lr, so the lr is cut")
+            for k, x in enumerate(chk["losses"]):  # the restored weights' history goes on
+                self.losses.append(x)
+                self.loss_steps.append(step - n + 1 + k)
+            self.concluded = ["weights", "checked", (
+                f"drift check ended: no data shift: {seen}; the restored weights are better "
+                f"(z={gain:+.1f}): the rise came from the weights or the lr; training goes on "
+                "from the restored weights with a cut lr")]
+        else:
+            self.losses = deque(history[0], maxlen=self.spike_window)
+            self.loss_steps = deque(history[1], maxlen=self.spike_window)
+            self.concluded = ["noise", "checked", (
+                f"drift check ended: no data shift: {seen}; nor are the restored weights "
+                "clearly better, so the alarm was noise: training goes on from the current "
+                "weights, the lr unchanged")]
+        return "skip", measuring
+
+    @property
+    def check_outcome(self) -> str | None:
+        """``"shift"``, ``"noise"`` or ``"weights"`` once a drift check has ended (until its
+        verdict is given), else ``None``: the Regime puts the current weights back unless
+        it is ``"weights"``."""
+        return self.concluded[0] if self.concluded else None
 
     def _record(self, loss: float, norm: float, step: int) -> None:
         """A healthy step: its loss and gradient norm join the history."""
@@ -217,8 +364,14 @@ class Guard(Part):
         self.norms.append(norm)
 
     def rewind(self, step: int) -> None:
-        """Forget losses recorded after ``step`` (the snapshot a rollback restored), so the
-        restored, older parameters are judged against the history they belong to."""
+        """Go back to the losses the snapshot of ``step`` (which a rollback restored) was
+        judged against, so the restored, older parameters are judged against the history
+        they belong to (the window may hold none of them any more)."""
+        ref = self.reference
+        if ref is not None and ref["step"] == step:
+            self.losses = deque(ref["losses"], maxlen=self.spike_window)
+            self.loss_steps = deque(ref["steps"], maxlen=self.spike_window)
+            return
         while self.loss_steps and self.loss_steps[-1] > step:
             self.loss_steps.pop()
             self.losses.pop()
@@ -237,28 +390,37 @@ class Guard(Part):
             )
         self.rollbacks = recent + [step]
         self.bad_streak = 0
+        self.checking = self.concluded = None  # a real rollback ends a drift check
         self.verify_after_rollback = True
         return "rollback", reason
 
-    def after_rollback(self, step: int) -> Proposal:
-        """The urgent lr cut to apply now, and the plan to give it back gradually."""
+    def after_rollback(self, step: int, reason: str | None = None) -> list[Proposal]:
+        """The urgent lr cut to apply now, and the plan to give it back gradually (none
+        when the rollback only restored the snapshot for a drift check)."""
+        if self.checking is not None and reason is None:
+            return []
         self.owed /= self.lr_cut
         if self.reintro_steps > 0 and self.owed > 1.0:
             n = min(10, self.reintro_steps)
             self.reintro_every = max(1, self.reintro_steps // n)
             self.reintro_factor = self.owed ** (1.0 / n)
             self.next_reintro = step + self.reintro_every
-        return Proposal(
+        what = reason or "rolled back"
+        return [Proposal(
             "lr",
             factor=self.lr_cut,
             urgent=True,
             source=self.name,
-            reason=f"rolled back: lr x{self.lr_cut:g}, given back over {self.reintro_steps} steps",
-        )
+            reason=f"{what}: lr x{self.lr_cut:g}, given back over {self.reintro_steps} steps",
+        )]
 
     # -- re-introduction ----------------------------------------------------------------------
     def reintroduce(self, step: int) -> list[Proposal]:
-        """The next factor of the lr cut by rollbacks to give back, when one is due."""
+        """The next factor of the lr cut by rollbacks to give back, when one is due (or the
+        cut a drift check concluded on)."""
+        if self.pending_cut is not None:
+            reason, self.pending_cut = self.pending_cut, None
+            return self.after_rollback(step, reason)
         if self.owed <= 1.0 + 1e-12 or self.reintro_steps == 0 or step < self.next_reintro:
             return []
         f = min(self.reintro_factor, self.owed)
@@ -301,6 +463,11 @@ class Guard(Part):
             "reintro_every": self.reintro_every,
             "verify_after_rollback": self.verify_after_rollback,
             "pending_stop": self.pending_stop,
+            "reference": self.reference,
+            "checking": self.checking,
+            "pending_cut": self.pending_cut,
+            "concluded": self.concluded,
+            "shift_z": self.shift_z,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -317,6 +484,21 @@ class Guard(Part):
         self.verify_after_rollback = bool(state.get("verify_after_rollback", False))
         self.pending_stop = state.get("pending_stop")
         self.reintro_every = int(state["reintro_every"])
+        ref = state.get("reference")
+        self.reference = None if ref is None else {
+            "step": int(ref["step"]), "losses": [float(x) for x in ref["losses"]],
+            "steps": [int(x) for x in ref["steps"]]}
+        chk = state.get("checking")
+        self.checking = None if chk is None else {
+            "since": int(chk["since"]), "current": float(chk["current"]),
+            "losses": [float(x) for x in chk["losses"]], "ref": [float(x) for x in chk["ref"]],
+            "trigger": str(chk["trigger"]),
+            "history": [[float(x) for x in chk["history"][0]],
+                        [int(x) for x in chk["history"][1]]]}
+        done = state.get("concluded")
+        self.concluded = None if done is None else [str(x) for x in done]
+        self.pending_cut = state.get("pending_cut")
+        self.shift_z = float(state.get("shift_z", 0.0))
 
 
 __all__ = ["Guard", "GuardError"]

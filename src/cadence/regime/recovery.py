@@ -36,6 +36,7 @@ class Recovery:
         self.optimizer, self.guard, self.scaler = optimizer, guard, scaler
         self.snapshot_every = snapshot_every
         self.snapshot = Snapshot(optimizer)
+        self.held = Snapshot(optimizer)  # the current weights, during a drift check
 
     def clip_threshold(self) -> float | None:
         """The guard's adaptive clipping threshold, from earlier steps only (ask before
@@ -43,18 +44,25 @@ class Recovery:
         return self.guard.clip_threshold() if self.guard is not None else None
 
     def verdict(self, m: Measurement) -> tuple[str, str]:
-        """``("ok" | "skip" | "rollback" | "shift", reason)`` for this step."""
+        """``("ok" | "skip" | "rollback" | "shift" | "checked", reason)`` for this step."""
         if self.scaler is not None and m.raw["nonfinite"] > 0 and math.isfinite(m.raw["loss"]):
             return "skip", "GradScaler found inf/NaN gradients"
         if self.guard is None:
             return "ok", ""
+        if not self.snapshot.valid:  # e.g. after a resume: nothing to test a drift against
+            self.guard.reference = None
         try:
-            return self.guard.check(m.raw, m.step)
+            verdict, reason = self.guard.check(m.raw, m.step)
         except GuardError as err:
             where = self.snapshot.path or "in memory only (set log_dir to keep it on disk)"
             raise GuardError(
                 f"{err}. Last known-good snapshot: step {self.snapshot.step}, {where}"
             ) from None
+        # the guard's test (restored weights) is the only confirmation of a data shift that
+        # the drift response acts on: fresh at every step, so no stale value lingers
+        m.raw["shift"] = 1.0 if verdict == "shift" else 0.0
+        m.raw["shift.z"] = self.guard.shift_z if verdict == "shift" else 0.0
+        return verdict, reason
 
     def act(
         self, m: Measurement, verdict: str, reason: str, knobs: Knobs, arbiter: Arbiter,
@@ -65,13 +73,19 @@ class Recovery:
         cuts the lr. Returns the events to log."""
         if verdict == "shift":
             return [Event(m.step, None, None, None, None, "guard", reason, m.raw, "drift")]
+        if verdict == "checked":  # a drift check that found no shift: say so, train on
+            return [Event(m.step, None, None, None, None, "guard", reason, m.raw, "change")]
         if self.scaler is not None:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if verdict == "skip":
             source = "scaler" if reason.startswith("GradScaler") else "guard"
+            if self.guard is not None and self.guard.check_outcome in ("shift", "noise"):
+                self.held.restore()  # a drift check ended: back to the current weights
             return [Event(m.step, None, None, None, None, source, reason, m.raw, "skip")]
         assert verdict == "rollback" and self.guard is not None
+        if self.guard.checking is not None and self.snapshot.valid:  # a drift check starts
+            self.held.take(m.step)
         if self.snapshot.valid:
             self.snapshot.restore()
             self.guard.rewind(self.snapshot.step)  # type: ignore[arg-type]
@@ -79,7 +93,7 @@ class Recovery:
         else:
             reason = f"{reason}; no snapshot yet, parameters kept"
         events = [Event(m.step, None, None, None, None, "guard", reason, m.raw, "rollback")]
-        events += knobs.decide(arbiter, [self.guard.after_rollback(m.step)], m.step, signals)
+        events += knobs.decide(arbiter, self.guard.after_rollback(m.step), m.step, signals)
         knobs.write_lr(m.step)
         return events
 
@@ -94,6 +108,7 @@ class Recovery:
         if self.guard is None or not self.snapshot_every or step % self.snapshot_every:
             return
         self.snapshot.take(step)
+        self.guard.mark_reference(step)
         if path is not None:
             self.snapshot.save(path, {"regime": state()})
 

@@ -61,7 +61,10 @@ class LossDrift(Signal):
     the new regime have been seen, so one shift raises one alarm.
 
     Keys: ``drift.z``, ``drift.ph`` and ``drift.cusum`` (detector statistics, σ units),
-    ``drift`` (+1 upward shift detected at this step, −1 downward, 0 none).
+    ``drift`` (+1 upward shift detected at this step, −1 downward, 0 none), and, measured
+    before the guard's verdict, ``drift.alarm`` (1 while an upward alarm of the previous
+    update awaits the guard's restored-weights test, which tells a data shift from a rise
+    the weights or the lr caused; see ``cadence.regime.guard``).
 
     Cost: a 3-column least-squares fit over ``window`` floats per step (tens of µs).
     Defaults (CUSUM k = 0.5, h = 7; Page-Hinkley δ = 0.5, λ = 10) give an in-control run
@@ -89,9 +92,10 @@ class LossDrift(Signal):
         ph_args: dict[str, Any] = {"threshold": 10.0, "min_instances": 10, **(page_hinkley or {})}
         self.ph = PageHinkley(**ph_args)
         self._buf: deque[float] = deque(maxlen=window)
+        self._alarmed = False  # the last update raised an upward alarm
 
     def measure(self, ctx: MeasureContext) -> dict[str, float]:
-        return {f"{self.name}.loss": float(ctx.loss)}
+        return {f"{self.name}.loss": float(ctx.loss), f"{self.name}.alarm": float(self._alarmed)}
 
     def update(self, reduced: dict[str, float]) -> dict[str, float]:
         loss = reduced.get(f"{self.name}.loss", math.nan)
@@ -111,6 +115,7 @@ class LossDrift(Signal):
             f"{self.name}.cusum": self.cusum.fired_at if c else self.cusum.statistic,
             self.name: float(alarm),
         }
+        self._alarmed = alarm > 0
         if math.isfinite(loss):
             if alarm:
                 self._buf.clear()
@@ -122,9 +127,10 @@ class LossDrift(Signal):
 
     def state_dict(self) -> dict[str, Any]:
         return {"buf": list(self._buf), "cusum": self.cusum.state_dict(),
-                "ph": self.ph.state_dict()}
+                "ph": self.ph.state_dict(), "alarmed": self._alarmed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._buf = deque(state["buf"], maxlen=self.window)
         self.cusum.load_state_dict(state["cusum"])
         self.ph.load_state_dict(state["ph"])
+        self._alarmed = bool(state.get("alarmed", False))
