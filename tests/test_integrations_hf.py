@@ -126,3 +126,28 @@ def test_resuming_from_a_checkpoint_restores_the_regime(tmp_path: Path) -> None:
     assert steps_after == [4, 5, 6]  # counted on from the checkpoint's 3 steps
     for p_whole, p in zip(whole.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(p, p_whole, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: Path) -> None:
+    """``on_evaluate`` hands ``eval_loss`` to the Regime as ``val_loss``; with
+    ``restore_best=True`` the weights at the best evaluation are back after training."""
+    model = TinyClassifier()
+    callback = CadenceTrainerCallback(preset="auto", restore_best=True)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
+        learning_rate=LR, max_grad_norm=0.0, report_to=[], use_cpu=True, seed=0,
+        eval_strategy="steps", eval_steps=3, save_strategy="no", disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
+                                   eval_dataset=Points(24), callbacks=[callback])
+    trainer.train()
+    regime = callback.regime
+    assert "val_loss" in regime.metrics
+    best = regime.best_state()
+    assert best is not None and best["metric"] == "val_loss"
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    assert best["value"] == pytest.approx(min(evals))
+    params = [p for g in regime.optimizer.param_groups for p in g["params"]]  # its order
+    for p, q in zip(params, best["params"], strict=True):
+        assert torch.equal(p.detach().cpu(), q)

@@ -119,3 +119,32 @@ def test_refuses_a_configured_scheduler_and_bad_arguments(tmp_path: Path) -> Non
         CadenceCallback(accumulation_steps=2)
     with pytest.raises(ValueError, match="total_steps must be an int >= 1"):
         CadenceCallback(total_steps=0)
+
+
+class TinyWithValidation(Tiny):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.log("val_loss", torch.nn.functional.cross_entropy(logits, y))
+        self.log("val_acc", (logits.argmax(1) == y).float().mean())
+
+
+def test_validation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: Path) -> None:
+    """The logged ``val_loss`` / ``val_acc`` reach the Regime after each validation (not
+    the sanity check); ``restore_best=True`` puts the best-by-``val_acc`` weights back."""
+    x, y = data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    module = TinyWithValidation()
+    callback = CadenceCallback(preset="auto", restore_best=True)
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[callback], val_check_interval=4, num_sanity_val_steps=1,
+    )
+    trainer.fit(module, loader, loader)
+    regime = callback.regime
+    assert {"val_loss", "val_acc"} <= set(regime.metrics)
+    best = regime.best_state()
+    assert best is not None and best["metric"] == "val_acc" and best["step"] > 0
+    for p, q in zip(module.parameters(), best["params"], strict=True):
+        assert torch.equal(p.detach().cpu(), q)

@@ -10,6 +10,7 @@ trainer skips (``GradScaler`` on overflow) fires no hook and is not counted.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -31,6 +32,23 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
     return optimizer
+
+
+def validation_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    """A trainer's evaluation metrics as the Regime's names: ``<prefix>loss`` →
+    ``val_loss`` and ``<prefix>accuracy`` / ``<prefix>acc`` → ``val_acc`` (finite
+    numbers only; a metric the trainer did not compute is left out)."""
+    out: dict[str, float] = {}
+    for ours, theirs in (("val_loss", ("loss",)), ("val_acc", ("accuracy", "acc"))):
+        for name in theirs:
+            value = metrics.get(prefix + name)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = float(value.item())
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                out[ours] = float(value)
+                break
+    return out
 
 
 class KnobLog:

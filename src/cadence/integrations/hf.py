@@ -32,6 +32,7 @@ from cadence.integrations._trainer import (
     KnobLog,
     finish_after_each_step,
     unwrap_optimizer,
+    validation_metrics,
 )
 from cadence.regime.snapshot import read_state_file
 
@@ -55,6 +56,8 @@ class CadenceTrainerCallback(TrainerCallback):
     Args:
         preset: the Regime preset (``"auto"`` by default).
         total_steps: planned optimizer updates; ``None`` uses the Trainer's ``max_steps``.
+        restore_best: at the end of training, put back the best-by-validation weights the
+            Regime kept (``auto`` keeps them), as ``load_best_model_at_end`` does.
         **regime_kwargs: passed to ``Regime``; ``log_dir`` defaults to
             ``<output_dir>/cadence``. ``accumulation_steps`` is not accepted (set
             ``gradient_accumulation_steps`` in ``TrainingArguments``).
@@ -67,7 +70,7 @@ class CadenceTrainerCallback(TrainerCallback):
     """
 
     def __init__(self, preset: str = "auto", total_steps: int | None = None,
-                 **regime_kwargs: Any) -> None:
+                 restore_best: bool = False, **regime_kwargs: Any) -> None:
         if "accumulation_steps" in regime_kwargs:
             raise ValueError(
                 "CadenceTrainerCallback: accumulation_steps is not accepted; set "
@@ -76,6 +79,7 @@ class CadenceTrainerCallback(TrainerCallback):
         self.preset = preset
         self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
         self.regime_kwargs = regime_kwargs
+        self.restore_best = bool(restore_best)
         self.regime: Any = None
         self._losses: list[torch.Tensor] = []
         self._hooks: list[Any] = []
@@ -153,11 +157,20 @@ class CadenceTrainerCallback(TrainerCallback):
         if state.log_history:
             state.log_history[-1].update(extra)
 
+    def on_evaluate(self, args: Any, state: Any, control: Any,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        """Hand the evaluation to the Regime: ``eval_loss`` as ``val_loss`` and
+        ``eval_accuracy`` (or ``eval_acc``) as ``val_acc`` (every rank evaluates)."""
+        if self.regime is not None and metrics:
+            self.regime.observe(**validation_metrics(metrics, "eval_"))
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
         if self.regime is not None:
+            if self.restore_best:
+                self.regime.restore_best()
             self.regime.close()
 
 

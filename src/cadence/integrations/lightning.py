@@ -38,6 +38,7 @@ from cadence.integrations._trainer import (
     KnobLog,
     finish_after_each_step,
     unwrap_optimizer,
+    validation_metrics,
 )
 
 try:
@@ -64,6 +65,9 @@ class CadenceCallback(Callback):
         log_knobs: log the knobs through ``pl_module.log``: ``cadence/<knob>`` while every
             group holds the same value, else ``cadence/<knob>/<group>`` (Lightning's logger
             decides how often it writes).
+        restore_best: at the end of ``fit``, put back the best-by-validation weights the
+            Regime kept (``auto`` keeps them; validation is read from the logged
+            ``val_loss`` and ``val_acc``).
         **regime_kwargs: passed to ``Regime`` (``log_dir=``, ``bounds=``, ``clip_norm=``,
             …). ``log_dir`` defaults to ``<trainer.log_dir>/cadence`` when the trainer has
             a log folder. ``accumulation_steps`` is not accepted: Lightning accumulates.
@@ -77,6 +81,7 @@ class CadenceCallback(Callback):
         preset: str = "auto",
         total_steps: int | None = None,
         log_knobs: bool = True,
+        restore_best: bool = False,
         **regime_kwargs: Any,
     ) -> None:
         if "accumulation_steps" in regime_kwargs:
@@ -87,6 +92,7 @@ class CadenceCallback(Callback):
         self.preset = preset
         self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
         self.log_knobs = log_knobs
+        self.restore_best = bool(restore_best)
         self.regime_kwargs = regime_kwargs
         self.regime: Any = None
         self._hook: Any = None
@@ -150,11 +156,22 @@ class CadenceCallback(Callback):
         pl_module.log_dict(values, on_step=True, on_epoch=False, prog_bar=False,
                            logger=bool(trainer.loggers))
 
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Hand the logged ``val_loss`` / ``val_acc`` (or ``val_accuracy``) to the Regime
+        (not during the sanity check, which sees untrained weights)."""
+        if self.regime is None or getattr(trainer, "sanity_checking", False):
+            return
+        found = validation_metrics(dict(trainer.callback_metrics), "val_")
+        if found:
+            self.regime.observe(**found)
+
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
         if self.regime is not None:
+            if self.restore_best:
+                self.regime.restore_best()
             self.regime.close()
 
     # -- checkpoints ----------------------------------------------------------------------
