@@ -181,7 +181,8 @@ def test_adaptive_clip_uses_percentile_of_recent_norms():
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     regime = Regime(opt, preset="constant", clip_norm="adaptive",
-                    guard={"clip_min_history": 5, "clip_window": 8, "min_history": 50})
+                    guard={"clip_min_history": 5, "clip_window": 8, "min_history": 50,
+                           "clip_percentile": 95})
     norms = []
     for i in range(12):
         loss = loss_of(model, i) * 1e-3

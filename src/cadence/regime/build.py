@@ -60,7 +60,8 @@ def clip_mode(clip_norm: Any) -> float | str | None:
 
 def make_guard(guard: Any, clip: float | str | None) -> Guard | None:
     """The Guard for ``guard=`` (True, False/None, a dict of arguments or a Guard);
-    adaptive clipping needs one and turns its percentile on."""
+    adaptive clipping needs one and turns its z-score clipping on (unless the guard has a
+    percentile or a z of its own)."""
     if guard is None or guard is False:
         made = None
     elif guard is True:
@@ -75,8 +76,8 @@ def make_guard(guard: Any, clip: float | str | None) -> Guard | None:
     if clip == "adaptive":
         if made is None:
             raise ValueError("clip_norm='adaptive' needs the guard (guard=False was given)")
-        if made.clip_percentile is None:
-            made.clip_percentile = 95.0
+        if made.clip_percentile is None and made.clip_z is None:
+            made.clip_z = 3.0  # z-score clipping of the gradient norm (ZClip)
     return made
 
 

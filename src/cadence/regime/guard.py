@@ -34,9 +34,14 @@ signals before anything is decided:
   raised then: the run is not recovering and a person should look (the message names the
   last known-good snapshot, on disk when ``log_dir`` is set).
 
-It also offers an adaptive clipping threshold: the ``clip_percentile``-th percentile of the
-last ``clip_window`` gradient norms (off by default; ``Regime(clip_norm="adaptive")`` turns
-it on with the 95th percentile).
+It also offers an adaptive clipping threshold, from earlier steps only: z-score clipping
+(as ZClip) with ``clip_z`` — exponential moving mean ``μ`` and variance ``σ²`` of the
+gradient norm (factor ``clip_beta``, started from the plain mean and variance of the first
+``clip_min_history`` norms; a clipped step enters them at its clipped value), and the
+threshold ``μ + clip_z·σ``, so a norm whose z-score exceeds ``clip_z`` is clipped to it —
+and/or the ``clip_percentile``-th percentile of the last ``clip_window`` norms (the
+tighter wins). Both are off by default; ``Regime(clip_norm="adaptive")`` turns the
+z-score on (``clip_z=3``) unless the guard was given a percentile, and ``auto`` does so.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class Guard(Part):
             (``None``: no adaptive clipping).
         clip_window: number of recent gradient norms kept for the percentile.
         clip_min_history: norms needed before adaptive clipping starts.
+        clip_z: z-score of the gradient norm above which it is clipped (``None``: off).
+        clip_beta: factor of the moving mean and variance of the norm for ``clip_z``.
         drift_check_steps: losses of the restored weights averaged by the drift check (0
             turns the check off: then no training-loss rise is confirmed as a shift).
         drift_check_z: standard errors above the snapshot's own losses that make a shift.
@@ -102,6 +109,8 @@ class Guard(Part):
         clip_percentile: float | None = None,
         clip_window: int = 200,
         clip_min_history: int = 20,
+        clip_z: float | None = None,
+        clip_beta: float = 0.97,
         drift_check_steps: int = 5,
         drift_check_z: float = 3.0,
     ) -> None:
@@ -130,6 +139,10 @@ class Guard(Part):
             raise ValueError(
                 f"clip_percentile must be in (0, 100] or None, got {clip_percentile!r}"
             )
+        if clip_z is not None and not (clip_z > 0 and math.isfinite(clip_z)):
+            raise ValueError(f"clip_z must be a finite number > 0 or None, got {clip_z!r}")
+        if not 0.0 < clip_beta < 1.0:
+            raise ValueError(f"clip_beta must be in (0, 1), got {clip_beta!r}")
         if not drift_check_z > 0:
             raise ValueError(f"drift_check_z must be > 0, got {drift_check_z!r}")
         self.spike_threshold = spike_threshold
@@ -146,6 +159,11 @@ class Guard(Part):
         self.clip_percentile = clip_percentile
         self.clip_window = clip_window
         self.clip_min_history = clip_min_history
+        self.clip_z = None if clip_z is None else float(clip_z)
+        self.clip_beta = float(clip_beta)
+        self.norm_mean = 0.0  # moving mean and variance of the gradient norm (clip_z)
+        self.norm_var = 0.0
+        self.norm_count = 0
         self.drift_check_steps = drift_check_steps
         self.drift_check_z = float(drift_check_z)
         # state
@@ -362,6 +380,26 @@ class Guard(Part):
         self.losses.append(loss)
         self.loss_steps.append(step)
         self.norms.append(norm)
+        self._norm_moments(norm)
+
+    def _norm_moments(self, norm: float) -> None:
+        """Fold a healthy step's norm (clipped, if it was) into the moving mean/variance."""
+        if self.clip_z is None:
+            return
+        self.norm_count += 1
+        n = self.clip_min_history
+        if self.norm_count < n:
+            return
+        if self.norm_count == n:  # warm: start from the plain moments of the first n
+            first = list(self.norms)[-n:]
+            self.norm_mean = sum(first) / n
+            self.norm_var = sum((x - self.norm_mean) ** 2 for x in first) / n
+            return
+        x = min(norm, self.norm_mean + self.clip_z * math.sqrt(self.norm_var))
+        b = self.clip_beta
+        delta = x - self.norm_mean
+        self.norm_mean += (1 - b) * delta
+        self.norm_var = b * (self.norm_var + (1 - b) * delta * delta)
 
     def rewind(self, step: int) -> None:
         """Go back to the losses the snapshot of ``step`` (which a rollback restored) was
@@ -438,14 +476,18 @@ class Guard(Part):
         ]
 
     def clip_threshold(self) -> float | None:
-        """Adaptive clipping threshold from recent gradient norms, or None."""
-        if self.clip_percentile is None or len(self.norms) < self.clip_min_history:
-            return None
-        hist = sorted(self.norms)
-        pos = (len(hist) - 1) * self.clip_percentile / 100.0
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(hist) - 1)
-        return hist[lo] + (hist[hi] - hist[lo]) * (pos - lo)
+        """Adaptive clipping threshold from earlier gradient norms, or None: the tighter
+        of the z-score threshold ``μ + clip_z·σ`` and the percentile (where on)."""
+        out: list[float] = []
+        if self.clip_z is not None and self.norm_count >= self.clip_min_history:
+            out.append(self.norm_mean + self.clip_z * math.sqrt(self.norm_var))
+        if self.clip_percentile is not None and len(self.norms) >= self.clip_min_history:
+            hist = sorted(self.norms)
+            pos = (len(hist) - 1) * self.clip_percentile / 100.0
+            lo = math.floor(pos)
+            hi = min(lo + 1, len(hist) - 1)
+            out.append(hist[lo] + (hist[hi] - hist[lo]) * (pos - lo))
+        return min(out) if out else None
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -467,6 +509,7 @@ class Guard(Part):
             "checking": self.checking,
             "pending_cut": self.pending_cut,
             "concluded": self.concluded,
+            "norm_moments": [self.norm_mean, self.norm_var, self.norm_count],
             "shift_z": self.shift_z,
         }
 
@@ -499,6 +542,9 @@ class Guard(Part):
         self.concluded = None if done is None else [str(x) for x in done]
         self.pending_cut = state.get("pending_cut")
         self.shift_z = float(state.get("shift_z", 0.0))
+        moments = state.get("norm_moments", [0.0, 0.0, 0])
+        self.norm_mean, self.norm_var = float(moments[0]), float(moments[1])
+        self.norm_count = int(moments[2])
 
 
 __all__ = ["Guard", "GuardError"]

@@ -184,7 +184,8 @@ def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
         schedule = warmup_constant_schedule(w)
         controllers += plateau(None, warmup_steps).controllers
     return Plan(schedule, controllers, ["drift"],
-                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}, "keep_best": True})
+                {"warmup_steps": w, "bounds": {"lr": AUTO_LR_BOUNDS}, "keep_best": True,
+                 "clip_norm": "adaptive"})  # z-score clipping: no spike reaches the weights
 
 
 @register_preset("learned")
