@@ -104,6 +104,8 @@ class CadenceTrainerCallback(TrainerCallback):
         total = self.total_steps or (state.max_steps if state.max_steps > 0 else None)
         if lr_scheduler is not None:  # mute it; the Regime takes its initial_lr as the base
             _silence_scheduler(lr_scheduler, opt)
+        if state.global_step > 0:  # resuming: append to the run folder, state from below
+            kwargs_.setdefault("resume", "append")
         self.regime = Regime(opt, total_steps=total, preset=self.preset, **kwargs_)
         if state.global_step > 0:  # resuming: the Trainer restored its state before this hook
             self._resume(Path(args.output_dir) / f"checkpoint-{state.global_step}")

@@ -122,6 +122,8 @@ class CadenceCallback(Callback):
         kwargs = dict(self.regime_kwargs)
         if "log_dir" not in kwargs and getattr(trainer, "log_dir", None):
             kwargs["log_dir"] = str(Path(trainer.log_dir) / "cadence")
+        if self._pending_state is not None:  # resuming from a checkpoint: append
+            kwargs.setdefault("resume", "append")
         if self.regime is None or self.regime.optimizer is not optimizer:
             self.regime = Regime(optimizer, total_steps=total, preset=self.preset, **kwargs)
         if self._hook is None:

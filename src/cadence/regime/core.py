@@ -29,7 +29,7 @@ from cadence.regime.knobs import Knobs
 from cadence.regime.measure import Measurement, Measurer, observed_values
 from cadence.regime.presets import resolve_preset
 from cadence.regime.recovery import Recovery
-from cadence.regime.run_folder import RunFolder
+from cadence.regime.run_folder import RunFolder, check_resume, resume_run
 from cadence.regime.schedule import GroupSchedules
 from cadence.regime.snapshot import BestSnapshot
 from cadence.regime.state import load_regime_state, regime_state
@@ -75,6 +75,10 @@ class Regime:
             skipped), a ``dict`` of :class:`Guard` arguments, or a ``Guard``.
         signals: extra ``Signal`` objects or registered names.
         seed: seeds ``regime.generator`` (saved in the state) for controllers that draw.
+        resume: ``False`` (default): a ``log_dir`` that already holds a run is refused;
+            ``True``: continue that run from its ``snapshot.pt`` (parameters, optimizer and
+            Regime state) and append to its files; ``"append"``: append only (the caller
+            restores the state, as the trainer integrations do from their checkpoints).
         keep_lr: keep the lr you set: no scale rule replaces it (trials may still move it
             on evidence). Without it, ``auto`` replaces an lr far from its prior, warning once.
 
@@ -106,6 +110,7 @@ class Regime:
         signals: Sequence[Signal | str] | None = None,
         seed: int | None = None,
         keep_lr: bool = False,
+        resume: bool | str = False,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
@@ -171,10 +176,12 @@ class Regime:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.run_folder: RunFolder | None = None
         if self.log_dir is not None and distributed.rank() == 0:
-            self.run_folder = RunFolder(self.log_dir, self.config())
+            self.run_folder = RunFolder(self.log_dir, self.config(), bool(resume))
             self.sinks.append(self.run_folder)
         self._snapshot_path = self.run_folder.snapshot_path if self.run_folder else None
         self.knobs.write_lr(0)
+        if check_resume(resume, log_dir) is True:  # continue from the folder's snapshot
+            resume_run(self)
 
     # -- the step -----------------------------------------------------------------------------
     def step(self, loss: torch.Tensor, closure: Callable[[], Any] | None = None) -> bool:
