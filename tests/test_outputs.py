@@ -35,7 +35,8 @@ def test_context_manager_closes_and_the_last_step_is_recorded(tmp_path: Path) ->
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     run = load_run(tmp_path)
     assert run.last_step() == 57
-    assert run.controllers() == {"scale": 1, "drift_response": 0}  # auto's own controllers
+    assert run.controllers() == {"scale": 1, "lr_trials": 0, "validation": 0,
+                                 "drift_response": 0}  # auto's own controllers
 
 
 def test_close_after_a_recorded_step_writes_nothing_more(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 
 import cadence
 from cadence.protocol import Context, Controller, Proposal, Signals, TrialSpec
-from cadence.regime.trials import BASELINE_WINDOWS, MIN_N_EFF, Trials, compare
+from cadence.regime.trials import BASELINE_WINDOWS, Trials, compare, verdict
 
 Z = 2.0
 
@@ -36,8 +36,7 @@ def _judge(rng: np.random.Generator, w: int, rho: float, rate_after: float,
     pts = list(enumerate((trend + sigma * noise).tolist()))
     base = BASELINE_WINDOWS * w
     ev = compare(pts[hist + w - base:hist + w], pts[start:], w, pts[:hist + w - base])
-    return bool(ev["effect"] < -Z * ev["se"] and ev["effect"] < -1e-3
-                and ev["n_eff"] >= MIN_N_EFF)
+    return verdict(ev, Z, 1e-3)[0]
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
@@ -51,13 +50,13 @@ def test_false_keep_rate_on_pure_noise_is_at_most_five_percent(w: int, rho: floa
     assert keeps / n <= 0.05, f"placebo trials kept {keeps}/{n} at window {w}, rho {rho}"
 
 
-@pytest.mark.parametrize(("sigma", "rate", "power"), [(0.02, 4.0, 0.8), (0.1, 4.0, 0.05)])
+@pytest.mark.parametrize(("sigma", "rate", "power"),
+                         [(0.02, 2.0, 0.4), (0.02, 4.0, 0.9), (0.05, 4.0, 0.6)])
 def test_power_to_find_faster_progress(sigma: float, rate: float, power: float) -> None:
-    """Early in training (steps 20-100), with mini-batch noise of 2 % of the loss, a trial
-    that quadruples the rate of progress is kept in >= 80 % of runs. With 10 % noise the
-    same is found only in a few per cent, and a doubled rate rarely at all: the judge errs
-    towards the incumbent, so only large effects (an lr many times off) are corrected
-    (docs/auto.md)."""
+    """Early in training (steps 20-100), a trial whose progress is ``rate`` × the
+    incumbent's is kept in at least ``power`` of the runs; σ is the mini-batch noise in
+    log-loss. Measured (docs/auto.md): σ 0.02: 59 % at ×2, 99 % at ×4; σ 0.05: 13 % and
+    71 %; σ 0.1: 5 % and 24 %. The judge errs towards the incumbent."""
     rng = np.random.default_rng(7)
     n = 300
     wins = sum(_judge(rng, 30, 0.0, rate, start_at=(20, 100), sigma=sigma) for _ in range(n))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ class _Open:
         return self.start + self.spec.burn_in + self.spec.window
 
 
-def fit_line(points: list[tuple[int, float]]) -> tuple[float, float, float, float, float]:
+def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float, float, float, float]:
     """Least squares ``y = a + b·t``: ``(a, b, t_mean, Sxx, residual variance)``."""
     n = len(points)
     tm = sum(t for t, _ in points) / n
@@ -71,14 +71,14 @@ def fit_line(points: list[tuple[int, float]]) -> tuple[float, float, float, floa
     return a, b, tm, sxx, var
 
 
-def _lag1(points: list[tuple[int, float]], a: float, b: float) -> tuple[float, float]:
+def _lag1(points: Sequence[tuple[float, float]], a: float, b: float) -> tuple[float, float]:
     """Sums for the lag-1 autocorrelation of the residuals: ``(Σ r_i r_{i+1}, Σ r_i²)``."""
     resid = [y - a - b * t for t, y in points]
     return (sum(x * y for x, y in zip(resid, resid[1:], strict=False)),
             sum(r * r for r in resid))
 
 
-def serial_correlation(chunks: list[list[tuple[int, float]]]) -> float:
+def serial_correlation(chunks: Sequence[Sequence[tuple[float, float]]]) -> float:
     """Lag-1 autocorrelation of the residuals of a line fitted to each chunk, pooled and
     corrected for its small-sample bias of about ``-(1 + 3ρ)/n`` (Marriott & Pope);
     uncorrected it lets serially correlated noise pass as an effect. In [0, 0.95]."""
@@ -97,18 +97,27 @@ def serial_correlation(chunks: list[list[tuple[int, float]]]) -> float:
     return min(max(raw + (1 + 3 * raw) / size, 0.0), 0.95)
 
 
+def _log_time(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [(math.log(t + 1.0), y) for t, y in points]
+
+
 def compare(
-    baseline: list[tuple[int, float]], trial: list[tuple[int, float]], horizon: int,
-    history: list[tuple[int, float]] | None = None,
+    baseline: Sequence[tuple[float, float]], trial: Sequence[tuple[float, float]],
+    horizon: int, history: Sequence[tuple[float, float]] | None = None,
 ) -> dict[str, float]:
     """Evidence that ``trial`` beats the trend of ``baseline``, both projected to
     ``horizon`` steps after the trial's last point: ``effect`` (trial − incumbent, in the
     units of ``y``; < 0 favours the trial), its standard error ``se``, ``z = effect/se``,
     the residual lag-1 autocorrelation ``rho`` (from both windows and the incumbent's
-    earlier ``history``, in window-sized chunks) and the noise ``sigma``."""
+    earlier ``history``, in window-sized chunks) and the noise ``sigma``.
+
+    Both trends are lines in ``log(step + 1)``: a training loss falls roughly as a power
+    of the step, and a line in the step itself, extrapolated from early in training,
+    predicts a fall no run keeps up (it made every early trial look lost)."""
+    baseline, trial = _log_time(baseline), _log_time(trial)
     a0, b0, t0, s0, v0 = fit_line(baseline)
     a1, b1, t1, s1, v1 = fit_line(trial)
-    end = trial[-1][0] + horizon
+    end = math.log(math.exp(trial[-1][0]) + horizon)
     effect = (a1 + b1 * end) - (a0 + b0 * end)
     w = len(baseline)
     earlier = history or []
@@ -128,9 +137,18 @@ def compare(
 #: Length of the incumbent's baseline, in trial windows (when that much history at the
 #: current value exists; one window at least).
 BASELINE_WINDOWS = 3
-#: Fewest effectively independent losses per arm for a keep: with strongly correlated
-#: noise a short window holds too little evidence, and a trial is then reverted.
+#: Effectively independent losses per arm below which a keep needs more evidence: with
+#: strongly correlated noise a short window holds little information and its error
+#: estimate is itself unreliable, so the bar rises as ``z · sqrt(MIN_N_EFF / n_eff)``.
 MIN_N_EFF = 6.0
+
+
+def verdict(evidence: Mapping[str, float], z: float, min_effect: float) -> tuple[bool, float]:
+    """``(keep, z needed)`` for the evidence of :func:`compare`: keep iff the effect is
+    below ``-needed · se`` and below ``-min_effect``."""
+    needed = z * math.sqrt(max(1.0, MIN_N_EFF / max(evidence["n_eff"], 1e-9)))
+    effect = evidence["effect"]
+    return effect < -needed * evidence["se"] and effect < -min_effect, needed
 
 
 class Trials:
@@ -236,15 +254,24 @@ class Trials:
             return False
         return not p.trial.only_if_stalled or self.stalled(baseline)
 
-    def stalled(self, points: list[tuple[int, float]]) -> bool:
-        """True iff the (log-)loss over ``points`` is not falling significantly: its fitted
-        slope is above -2 standard errors (serial correlation included)."""
+    def progress(self, points: list[tuple[int, float]]) -> dict[str, float]:
+        """How the (log-)loss over ``points`` moves: its fitted ``slope``, the slope's
+        ``z`` (slope / standard error, serial correlation included; < 0 while falling) and
+        ``r2``, the share of its variance the trend explains (near 1 when progress
+        dominates the mini-batch noise, near 0 at a noise floor)."""
         use_log = self._log_scale and all(y > 0 for _, y in points)
-        pts = [(s, math.log(y) if use_log else y) for s, y in points]
+        pts = [(float(s), math.log(y) if use_log else y) for s, y in points]
         _, b, _, sxx, var = fit_line(pts)
         rho = serial_correlation([pts])
         se = math.sqrt(var * (1 + rho) / (1 - rho) / sxx) if sxx > 0 else 0.0
-        return b > -2.0 * se
+        total = sum((y - sum(v for _, v in pts) / len(pts)) ** 2 for _, y in pts)
+        return {"slope": b, "z": b / se if se > 0 else math.copysign(math.inf, b) if b else 0.0,
+                "r2": 1 - var * (len(pts) - 2) / total if total > 0 else 0.0}
+
+    def stalled(self, points: list[tuple[int, float]]) -> bool:
+        """True iff the (log-)loss over ``points`` is not falling significantly: its fitted
+        slope is above -2 standard errors (serial correlation included)."""
+        return self.progress(points)["z"] > -2.0
 
     def _start(self, p: Proposal, step: int, signals: Mapping[str, float],
                events: list[Event]) -> Proposal:
@@ -253,8 +280,9 @@ class Trials:
         self.open = _Open(len(self.outcomes) + 1, p, step, baseline, [])
         reason = (f"trial {self.open.id} started: {p.knob} ×{p.factor:.3g} for "
                   f"{p.trial.burn_in} + {p.trial.window} steps ({p.reason})")
+        before = {f"trial_baseline_{k}": v for k, v in self.progress(baseline).items()}
         events.append(Event(step, p.group, p.knob, None, p.factor, p.source, reason,
-                            dict(signals), "trial"))
+                            {**signals, **before}, "trial"))
         return Proposal(p.knob, factor=p.factor, group=p.group, reason=reason,
                         source=p.source, urgent=True)
 
@@ -274,12 +302,11 @@ class Trials:
         earlier = [(s, tf(y)) for s, y in self.history if s < first][-4 * spec.window:]
         ev = compare([(s, tf(y)) for s, y in t.baseline], [(s, tf(y)) for s, y in window],
                      spec.horizon, earlier)
-        kept = (ev["effect"] < -self.z * ev["se"] and ev["effect"] < -self.min_effect
-                and ev["n_eff"] >= MIN_N_EFF)
-        verdict = (f"projected {'log-' if use_log else ''}loss {ev['effect']:+.4f} "
-                   f"(SE {ev['se']:.4f}, z {ev['z']:+.2f}, needs z < -{self.z:g}, "
-                   f"rho {ev['rho']:.2f}, horizon {spec.horizon})")
-        revert = self._finish(step, kept, ev, verdict, signals, events)
+        kept, needed = verdict(ev, self.z, self.min_effect)
+        why = (f"projected {'log-' if use_log else ''}loss {ev['effect']:+.4f} "
+               f"(SE {ev['se']:.4f}, z {ev['z']:+.2f}, needs z < -{needed:.3g}, "
+               f"rho {ev['rho']:.2f}, n_eff {ev['n_eff']:.0f}, horizon {spec.horizon})")
+        revert = self._finish(step, kept, ev, why, signals, events)
         return [] if kept else [revert]
 
     def _finish(self, step: int, kept: bool, evidence: Mapping[str, float], verdict: str,
