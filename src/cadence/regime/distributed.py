@@ -50,6 +50,16 @@ def pack(values: Mapping[str, float | torch.Tensor], device: torch.device) -> to
     return torch.stack(parts) if parts else torch.zeros(0, dtype=torch.float64, device=device)
 
 
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over ranks (one ``all_reduce``, on the process group's device); ``t``
+    itself outside ``torch.distributed``."""
+    if not is_distributed():
+        return t
+    buf = t.to(_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf
+
+
 def reduce_mean(values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
     """Mean of each value over ranks, as Python floats, in one collective and one sync.
 
@@ -67,4 +77,4 @@ def reduce_mean(values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
     return dict(zip(sorted(values), buf.tolist(), strict=True))
 
 
-__all__ = ["is_distributed", "pack", "rank", "reduce_mean", "world_size"]
+__all__ = ["is_distributed", "pack", "rank", "reduce_mean", "sum_over_ranks", "world_size"]

@@ -3,7 +3,11 @@
 The loss, the gradient norm (shared by the guard and clipping) and, with gradient
 accumulation, the micro-batch norms reach the host in one transfer; the signals due at
 this step then measure, and their raw values are averaged over ranks in one collective,
-so every rank decides from the same numbers. ``derive`` runs the signals' ``update`` only
+so every rank decides from the same numbers. Under sharding (FSDP2's ``fully_shard``:
+gradients are ``DTensor`` shards) each rank takes the sum of squares of the values it
+counts (``signals.core.local_shards``), one ``all_reduce(SUM)`` of those (with the
+micro-batch ones) gives the full gradient's norm on every rank, and clipping scales the
+local shards. ``derive`` runs the signals' ``update`` only
 on steps the guard found healthy.
 """
 
@@ -20,7 +24,13 @@ import torch
 
 from cadence.protocol import MeasureContext, Signal
 from cadence.regime import distributed
-from cadence.signals.core import global_grad_norm, per_tensor_norms
+from cadence.signals.core import (
+    counted_sq_norm,
+    global_grad_norm,
+    is_sharded,
+    local_shards,
+    per_tensor_norms,
+)
 
 
 @dataclass
@@ -30,7 +40,7 @@ class Measurement:
     step: int
     loss: float
     grad_norm: float
-    grads: list[torch.Tensor]
+    grads: list[torch.Tensor]      # this rank's gradients (local shards under sharding)
     raw: dict[str, float]          # the due signals' measurements, averaged over ranks
     due: list[Signal]
     context: MeasureContext
@@ -47,6 +57,7 @@ class Measurer:
         self.signals = signals
         self.accumulation_steps = accumulation_steps
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.sharded = is_sharded(self.params)  # decided once: no per-step cost without
         self.params_by_group = {
             n: [p for p in g["params"] if p.requires_grad]
             for n, g in zip(names, optimizer.param_groups, strict=True)
@@ -86,16 +97,21 @@ class Measurer:
         params, grads = self.grads()
         if not grads:
             return
+        counted: list[bool] = []
+        if self.sharded:
+            grads, counted = local_shards(grads)
         prev = self._prev_params
         same = (
             prev is not None
             and len(params) == len(prev)
             and all(a is b for a, b in zip(params, prev, strict=True))
         )
-        if self.micro == 0 or not same or self._prev_grads is None:
-            self._micro_norms.append(global_grad_norm(grads))
-        else:
-            self._micro_norms.append(global_grad_norm(torch._foreach_sub(grads, self._prev_grads)))
+        inc: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
+        if self.micro > 0 and same and self._prev_grads is not None:
+            inc = torch._foreach_sub(grads, self._prev_grads)
+        # sharded: this rank's counted sum of squares, summed over ranks in measure()
+        self._micro_norms.append(counted_sq_norm(inc, counted) if self.sharded
+                                 else global_grad_norm(inc))
         if self.micro == self.accumulation_steps - 1:
             return  # the real step follows; no increment to take after it
         if same and self._prev_grads is not None:
@@ -115,14 +131,22 @@ class Measurer:
             )
         losses = self._losses
         loss_t = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-        norms = per_tensor_norms(grads)
-        dev = norms.device
-        parts = [loss_t.reshape(1).to(dev, torch.float32), norms]
-        if self._micro_norms:
-            parts.append(torch.stack(self._micro_norms).to(dev, torch.float32))
+        micro_t: torch.Tensor | None
+        if self.sharded:  # one all-reduce of the squared norm and the micro-batch ones
+            grads, counted = local_shards(grads)
+            sq = distributed.sum_over_ranks(
+                torch.stack([counted_sq_norm(grads, counted), *self._micro_norms]))
+            norms, micro_t = sq[:1].sqrt(), sq[1:].sqrt()
+        else:
+            norms = per_tensor_norms(grads)
+            micro_t = torch.stack(self._micro_norms) if self._micro_norms else None
+        dev, n = norms.device, norms.numel()
+        parts = [loss_t.reshape(1).to(dev, norms.dtype), norms]
+        if micro_t is not None:
+            parts.append(micro_t.to(dev, norms.dtype))
         host = torch.cat(parts).tolist()  # the one host transfer of the step
-        loss, micro = host[0], host[1 + len(grads):]
-        grad_norm = math.sqrt(math.fsum(x * x for x in host[1:1 + len(grads)]))
+        loss, micro = host[0], host[1 + n:]
+        grad_norm = math.sqrt(math.fsum(x * x for x in host[1:1 + n]))
         self.reset()
         ctx = MeasureContext(
             step=step,

@@ -4,7 +4,8 @@ The Regime sees only the optimizer, so a snapshot holds the tensors of the optim
 parameters and of its per-parameter state (Adam's moments, SGD's momentum buffers, step
 counters). Buffers are allocated once and refreshed with ``torch._foreach_copy_``, so taking
 a snapshot every K steps costs one copy and no allocation. ``save`` writes the snapshot to
-disk (atomically) for inspection or a manual restart.
+disk (atomically) for inspection or a manual restart. Under sharding (FSDP2's
+``fully_shard``: parameters are ``DTensor`` shards) each rank keeps its own local shards.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import torch
 
+from cadence.signals.core import is_sharded
+
 
 class Snapshot:
     """In-memory copy of an optimizer's parameters and state, taken and restored in place."""
@@ -24,6 +27,7 @@ class Snapshot:
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
         self.params: list[torch.Tensor] = [p for g in optimizer.param_groups for p in g["params"]]
+        self.sharded = is_sharded(self.params)
         self._param_bufs: list[torch.Tensor] | None = None
         self._state: dict[int, dict[str, Any]] = {}
         self.step: int | None = None
@@ -33,13 +37,22 @@ class Snapshot:
     def valid(self) -> bool:
         return self.step is not None
 
+    def _values(self) -> list[torch.Tensor]:
+        """The tensors that hold the parameters' values on this rank (to read and write in
+        place, under ``no_grad``): the local shards of ``DTensor`` parameters."""
+        if not self.sharded:
+            return [p.detach() for p in self.params]
+        from torch.distributed.tensor import DTensor
+
+        return [p.to_local() if isinstance(p, DTensor) else p.detach() for p in self.params]
+
     @torch.no_grad()
     def take(self, step: int) -> None:
         """Copy the current parameters and optimizer state into the snapshot buffers."""
         if self._param_bufs is None:
-            self._param_bufs = [p.detach().clone() for p in self.params]
+            self._param_bufs = [v.clone() for v in self._values()]
         else:
-            torch._foreach_copy_(self._param_bufs, [p.detach() for p in self.params])
+            torch._foreach_copy_(self._param_bufs, self._values())
         state: dict[int, dict[str, Any]] = {}
         for i, p in enumerate(self.params):
             live = self.optimizer.state.get(p)
@@ -71,7 +84,7 @@ class Snapshot:
         """Write the snapshot back into the live parameters and optimizer state."""
         if self._param_bufs is None or self.step is None:
             raise RuntimeError("no snapshot has been taken yet; nothing to restore")
-        torch._foreach_copy_([p.detach() for p in self.params], self._param_bufs)
+        torch._foreach_copy_(self._values(), self._param_bufs)
         for i, p in enumerate(self.params):
             saved = self._state.get(i)
             if saved is None:

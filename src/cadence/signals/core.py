@@ -9,10 +9,12 @@ NaN step never reaches the EMAs.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from cadence.protocol import SIGNALS, MeasureContext, Signal
 from cadence.stats import Ema
@@ -37,6 +39,59 @@ def per_tensor_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 def global_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """L2 norm of all ``grads`` together, as a 0-dim float32 tensor (no host sync)."""
     return torch.linalg.vector_norm(per_tensor_norms(grads))
+
+
+def _dtensor_type() -> type | None:
+    """``DTensor`` if its module is loaded (no DTensor exists otherwise), else ``None``:
+    importing it costs seconds, which a run without sharding should not pay."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+
+
+def is_sharded(tensors: Sequence[torch.Tensor]) -> bool:
+    """True when any tensor is a ``DTensor`` (FSDP2's ``fully_shard``, tensor parallel)."""
+    dtensor = _dtensor_type()
+    return dtensor is not None and any(isinstance(t, dtensor) for t in tensors)
+
+
+def local_shards(grads: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
+    """Each gradient's values on this rank, and whether this rank counts them in a sum over
+    ranks, so that summing the counted squares over all ranks gives each value once.
+
+    A ``DTensor``'s local shard is counted when this rank is the first of the mesh dimensions
+    the tensor is replicated over (always, for a plain ``Shard``, as FSDP makes them); a
+    plain tensor is taken as replicated on every rank and counted on rank 0 only. A
+    ``Partial`` gradient (unreduced) is refused: its local values do not add up in squares.
+    """
+    dtensor = _dtensor_type()
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    local: list[torch.Tensor] = []
+    counted: list[bool] = []
+    for t in grads:
+        if dtensor is None or not isinstance(t, dtensor):
+            local.append(t)
+            counted.append(rank == 0)
+            continue
+        g: Any = t  # a DTensor
+        if any(p.is_partial() for p in g.placements):
+            raise ValueError(
+                f"a gradient is a DTensor with placements {g.placements}: a Partial gradient "
+                "is not reduced yet, so its norm cannot be taken from the shards; reduce it "
+                "(redistribute to Shard or Replicate) before regime.step(loss)"
+            )
+        coord = g.device_mesh.get_coordinate()  # None: this rank is not in the mesh
+        counted.append(coord is not None and all(
+            c == 0 for c, p in zip(coord, g.placements, strict=True) if p.is_replicate()))
+        local.append(g.to_local())
+    return local, counted
+
+
+def counted_sq_norm(local: Sequence[torch.Tensor], counted: Sequence[bool]) -> torch.Tensor:
+    """Sum of squares of the ``counted`` tensors as a 0-dim float64 tensor (no host sync);
+    its ``all_reduce(SUM)`` over ranks is the squared norm of the full gradient."""
+    mine = [t for t, c in zip(local, counted, strict=True) if c]
+    if not mine:
+        return torch.zeros((), dtype=torch.float64, device=local[0].device)
+    return per_tensor_norms(mine).double().square().sum()
 
 
 class LossSignal(Signal):
@@ -123,6 +178,9 @@ __all__ = [
     "GradNormSignal",
     "LossSignal",
     "NonFiniteSignal",
+    "counted_sq_norm",
     "global_grad_norm",
+    "is_sharded",
+    "local_shards",
     "per_tensor_norms",
 ]
