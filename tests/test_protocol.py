@@ -47,7 +47,7 @@ CONTROLLER_ARGS: dict[str, dict[str, Any]] = {
                        "rebalance_wd": False},
     "hypergradient": {"hyper_lr": 0.05, "per_group": True, "name": "hyper2"},
     "lr_trials": {"factor": 3.0, "explore_until": 0.6, "window_fraction": 0.05,
-                  "min_window": 10, "max_window": 90, "max_trials": 4},
+                  "min_window": 5, "max_window": 90, "max_trials": 4},
     "validation": {"metric": "val", "patience": 3, "min_delta": 0.01,
                    "factor": 0.3, "wd_factor": 1.5, "max_cuts": 2, "max_wd_raises": 1},
     "learned": {"policy": str(SRC / "controllers" / "learned_policy.json"), "greedy": False,

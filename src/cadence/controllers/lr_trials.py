@@ -16,7 +16,8 @@ prior's 0.014 although the tuned lr is 0.032). So a down-move opens only while t
 *stalled* (``TrialSpec.only_if_stalled``), and is judged with a horizon of two windows.
 
 Windows follow the horizon: ``window = clip(round(window_fraction · total_steps),
-min_window, max_window)``, a burn-in of half a window, and a projection horizon of one
+min_window, max_window)``; a run shorter than ``min_window / window_fraction`` steps
+(750 by default) has no trials, a burn-in of half a window, and a projection horizon of one
 window for up-moves and two for down-moves (a decrease must also hold its progress, not
 only drop the noise floor: the short-horizon bias guard).
 """
@@ -65,6 +66,12 @@ class LRTrials(Controller):
         self.kept_in_direction = 0
         self.seen = 0                 # outcomes of mine already read
 
+    def long_enough(self, total_steps: int | None) -> bool:
+        """A run is too short for trials when a window of ``window_fraction`` of it is
+        below ``min_window``: each trial would take too large a share of the run (on the
+        400-step char-LM two reverted trials cost 0.12 nats of test loss)."""
+        return total_steps is None or self.window_fraction * total_steps >= self.min_window
+
     def window(self, total_steps: int | None) -> int:
         if total_steps is None:
             return self.min_window * 2
@@ -77,6 +84,8 @@ class LRTrials(Controller):
         self._read_outcomes(context)
         if (self.direction == 0 or context.trial_open or context.in_warmup
                 or self.seen >= self.max_trials):
+            return []
+        if not self.long_enough(context.total_steps):
             return []
         w = self.window(context.total_steps)
         burn = max(2, w // 2)
