@@ -101,9 +101,10 @@ METHODS += [
            description=f"ablation: cadence's auto without its {part} part")
     for part in ABLATIONS
 ] + [
-    Method("cadence-auto-no-guard", _factory("auto", guard=False), default_lr=1e-3,
-           lr_meaning="initial learning rate",
-           description="ablation: cadence's auto without the guard (guard=False)"),
+    Method("cadence-auto-no-guard", _factory("auto", guard=False, clip_norm=None),
+           default_lr=1e-3, lr_meaning="initial learning rate",
+           description="ablation: cadence's auto without the guard and the adaptive "
+                       "clipping it computes (guard=False, clip_norm=None)"),
 ]
 
 
