@@ -24,7 +24,10 @@ def _run(kind: str, steps: int = 520, seed: int = 0) -> cadence.Regime:
             return 1.0 if s < 400 else min(8.0, 1.0 + (s - 400) / 15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        regime = cadence.Regime(opt, total_steps=800, schedule=schedule)
+        # the ×8 ramp makes the run chaotic: which fires first, a drift alarm or a spike,
+        # depends on the whole path (seed, lr trials); seed 0 at this horizon takes the
+        # drift-check path this test is about
+        regime = cadence.Regime(opt, total_steps=900, schedule=schedule)
         for step in range(steps):
             x = torch.randn(64, 10, generator=gen)
             y = (x @ w).argmax(1)
