@@ -14,6 +14,7 @@ import torch
 import cadence
 from cadence.controllers.clara import ClaraController
 from cadence.controllers.momentum import MomentumControl
+from cadence.optim import ClaraAdam, ClaraSGD, SALeRA
 from cadence.regime import Regime
 from cadence.signals.trend import LossTrend
 
@@ -222,3 +223,13 @@ def test_an_lr_change_while_the_warmup_is_at_zero_reads_as_the_peak_it_moves() -
     scale = [e for e in regime.events if e.source == "scale"]
     assert scale and scale[0].step == 0 and scale[0].old == pytest.approx(1e-5)
     assert scale[0].new > scale[0].old and "the schedule is at 0" in scale[0].reason
+
+
+@pytest.mark.parametrize("kind", [ClaraSGD, ClaraAdam, SALeRA])
+def test_a_drop_in_optimizer_that_adapts_its_own_lr_is_refused(kind: type) -> None:
+    """Under a Regime a ClaraSGD's adaptation would be erased every step (0.01 stays 0.01
+    where bare ClaraSGD goes to 0.63 in 50 steps): refused, naming the Regime form."""
+    opt = kind(torch.nn.Linear(3, 1).parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=r"adapts its own learning rate.*(preset='clara'|"
+                                         r"controllers=\['salera'\])"):
+        cadence.Regime(opt, total_steps=10)

@@ -46,6 +46,9 @@ def _check_common(lr: float, c: float, damping: float | None, variant: str, wd: 
 class _Clara(Optimizer):
     """Shared CLARA loop: subclasses give the step direction and its momentum coefficient."""
 
+    #: it writes its own ``group["lr"]`` every step (a Regime refuses to drive it)
+    adapts_lr = True
+
     last_ratio: float | None
     last_factor: float | None
 

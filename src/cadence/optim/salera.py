@@ -46,6 +46,9 @@ class SALeRA(Optimizer):
             loss relaxation rate.
     """
 
+    #: it writes its own ``group["lr"]`` every step (a Regime refuses to drive it)
+    adapts_lr = True
+
     def __init__(
         self,
         params: Iterable[Any],

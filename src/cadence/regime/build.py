@@ -47,6 +47,26 @@ def check_seed_scaler_log_dir(seed: Any, scaler: Any, log_dir: Any) -> int | Non
     return seed
 
 
+#: The Regime form of each drop-in optimizer that adapts its own lr.
+_REGIME_FORM = {"ClaraSGD": "torch.optim.SGD(...) with preset='clara'",
+                "ClaraAdam": "torch.optim.Adam(...) with preset='clara'",
+                "SALeRA": "torch.optim.SGD(...) with controllers=['salera']"}
+
+
+def refuse_self_adapting(optimizer: torch.optim.Optimizer) -> None:
+    """A drop-in optimizer that rewrites its own ``group["lr"]`` every step (``adapts_lr``)
+    cannot sit under a Regime: each would overwrite the other's lr (a ClaraSGD's
+    adaptation erased every step, or an outside change adopted every step). Refused with
+    the Regime form of the same rule."""
+    if getattr(type(optimizer), "adapts_lr", False):
+        name = type(optimizer).__name__
+        form = _REGIME_FORM.get(name, "a plain torch optimizer and the matching controller")
+        raise ValueError(
+            f"{name} adapts its own learning rate every step, so a Regime and it would fight "
+            f"over group['lr']; use {name} on its own, or give the Regime {form}"
+        )
+
+
 def clip_mode(clip_norm: Any) -> float | str | None:
     """A fixed threshold (float), ``"adaptive"`` or ``None``."""
     if clip_norm is None or (isinstance(clip_norm, str) and clip_norm == "adaptive"):
@@ -164,5 +184,5 @@ def signals(
 
 __all__ = [
     "check_seed_scaler_log_dir", "clip_mode", "controllers", "group_names", "guard_arguments",
-    "make_guard", "signals",
+    "make_guard", "refuse_self_adapting", "signals",
 ]

@@ -118,6 +118,7 @@ class Regime:
             )
         if not any(g["params"] for g in optimizer.param_groups):
             raise ValueError("optimizer has no parameters; build it from model.parameters()")
+        build.refuse_self_adapting(optimizer)
         self.optimizer = optimizer
         self._total_steps = None if total_steps is None else check_int("total_steps", total_steps)
         self._warmup_arg = None if warmup_steps is None else check_int("warmup_steps",
