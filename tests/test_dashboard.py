@@ -248,3 +248,28 @@ def test_many_alerts_are_one_trace_per_kind_and_stages_are_reported(tmp_path: Pa
     seen: list[str] = []
     render_dashboard([folder], progress=seen.append)
     assert seen == list(STAGES)
+
+
+def test_trial_events_are_marked_on_the_loss_curve_not_on_the_lr_panel(tmp_path: Path) -> None:
+    """A trial's events carry factors (×2 tried, kept or reverted), not lr values: they are
+    drawn on the loss curve with their reasons, never as lr markers."""
+    import plotly.graph_objects as go
+
+    folder = write_synthetic_run(tmp_path / "a")
+    trial = [
+        {"step": 40, "group": None, "knob": "lr", "old": None, "new": 2.0, "source": "lr_trials",
+         "reason": "trial 1 started: lr ×2 for 10 + 20 steps", "signals": {}, "kind": "trial"},
+        {"step": 70, "group": None, "knob": "lr", "old": 2.0, "new": 1.0, "source": "trials",
+         "reason": "trial 1 reverted: lr ×2 — projected log-loss +0.1 (SE 0.05, z +2.0)",
+         "signals": {"trial_z": 2.0}, "kind": "trial"},
+    ]
+    with (folder / "events.jsonl").open("a") as fh:
+        for e in trial:
+            fh.write(json.dumps(e) + "\n")
+    run = load_run(folder)
+    loss = _loss_figure(go, [run], _Colours())
+    marks = next(t for t in loss.data if t.name == "a · trial events")
+    assert list(marks.x) == [40, 70]
+    assert any("reverted" in h for h in marks.hovertext)
+    knobs = _knobs_figure(go, [run], _Colours())
+    assert not [t for t in knobs.data if t.name and "trial" in t.name]
