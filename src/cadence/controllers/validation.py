@@ -92,12 +92,14 @@ class ValidationResponse(Controller):
             or progress > self.best_progress + self.min_delta * abs(self.best_progress))
         if improved:
             self.best_progress = progress
-        if self.best is None or self._better(value, self.best) or improved:
-            if self.best is None or self._better(value, self.best):
-                self.best = value
+        new_best = self.best is None or self._better(value, self.best)
+        if new_best:
+            self.best = value
+        if new_best or improved:  # progress on either metric: nothing to answer
             self.train_at_best, self.waiting = train, 0
             return []
         self.waiting += 1
+        assert self.best is not None  # set by the first observation
         before = self.train_at_best
         if (self.waiting < self.patience or train is None or before is None
                 or train >= before * (1 - self.min_delta) or self.cuts >= self.max_cuts):

@@ -5,12 +5,13 @@ A controller marks a proposal as a trial with ``Proposal(..., trial=TrialSpec(..
 optimizer settles to the new value), measures the training loss for ``window`` steps, and
 compares that arm with the incumbent's counterfactual — the trend fitted to up to
 three windows of steps before the trial (at the current value), extrapolated. Both arms
-are fitted as lines in log-loss (``log`` makes the test scale-free) and projected to
-``horizon`` steps after the window; the trial is **kept** iff its projection is lower by
-more than ``z`` standard errors (serial correlation of the mini-batch noise taken into
-account through the lag-1 autocorrelation of the residuals) and by more than
-``min_effect``. Otherwise it is
-**reverted** (its factor is undone). A guard action during a trial reverts it at once.
+are fitted as lines in log-loss against log(step + 1) (``log`` makes the test
+scale-free; a power law is a line there) and projected to ``horizon`` steps after the
+window; the trial is **kept** iff its projection is lower by more than ``z`` standard
+errors (serial correlation of the mini-batch noise taken into account through the lag-1
+autocorrelation of the residuals; see :func:`verdict`) and by more than
+``min_effect``. Otherwise it is **reverted** (its factor is undone). A guard action
+during a trial reverts it at once.
 
 Why these choices (research notes, ``trials.md``): comparing raw before/after means
 favours "after" because the loss falls by design, hence the trend; a level-only
@@ -240,8 +241,22 @@ class Trials:
     def _baseline(self, step: int, window: int) -> list[tuple[int, float]]:
         """The incumbent's recent losses: since the last trial's value settled, at most
         ``BASELINE_WINDOWS`` windows (a long baseline pins its trend down)."""
-        points = [pt for pt in self.history if self.clean_from <= pt[0] < step]
-        return points[-BASELINE_WINDOWS * window:]
+        points: list[tuple[int, float]] = []
+        for pt in reversed(self.history):  # newest first: stops after a few windows
+            if pt[0] >= step:
+                continue
+            if pt[0] < self.clean_from or len(points) == BASELINE_WINDOWS * window:
+                break
+            points.append(pt)
+        return points[::-1]
+
+    def _in_log(self, points: Sequence[tuple[int, float]]) -> bool:
+        """Judge in log-loss (scale-free) unless a loss <= 0 was ever seen or is here."""
+        return self._log_scale and all(y > 0 for _, y in points)
+
+    @staticmethod
+    def _scaled(points: Sequence[tuple[int, float]], log: bool) -> list[tuple[float, float]]:
+        return [(float(s), math.log(y) if log else y) for s, y in points]
 
     def _can_open(self, p: Proposal, step: int) -> bool:
         assert p.trial is not None and p.factor is not None
@@ -259,12 +274,12 @@ class Trials:
         ``z`` (slope / standard error, serial correlation included; < 0 while falling) and
         ``r2``, the share of its variance the trend explains (near 1 when progress
         dominates the mini-batch noise, near 0 at a noise floor)."""
-        use_log = self._log_scale and all(y > 0 for _, y in points)
-        pts = [(float(s), math.log(y) if use_log else y) for s, y in points]
+        pts = self._scaled(points, self._in_log(points))
         _, b, _, sxx, var = fit_line(pts)
         rho = serial_correlation([pts])
         se = math.sqrt(var * (1 + rho) / (1 - rho) / sxx) if sxx > 0 else 0.0
-        total = sum((y - sum(v for _, v in pts) / len(pts)) ** 2 for _, y in pts)
+        mean = sum(y for _, y in pts) / len(pts)
+        total = sum((y - mean) ** 2 for _, y in pts)
         return {"slope": b, "z": b / se if se > 0 else math.copysign(math.inf, b) if b else 0.0,
                 "r2": 1 - var * (len(pts) - 2) / total if total > 0 else 0.0}
 
@@ -296,12 +311,11 @@ class Trials:
             revert = self._finish(step, False, {}, "too few finite losses to judge", signals,
                                   events)
             return [revert]
-        use_log = self._log_scale and all(y > 0 for _, y in t.baseline + window)
-        tf = (lambda y: math.log(y)) if use_log else (lambda y: y)  # noqa: E731
+        use_log = self._in_log(t.baseline + window)
         first = t.baseline[0][0]
-        earlier = [(s, tf(y)) for s, y in self.history if s < first][-4 * spec.window:]
-        ev = compare([(s, tf(y)) for s, y in t.baseline], [(s, tf(y)) for s, y in window],
-                     spec.horizon, earlier)
+        earlier = [pt for pt in self.history if pt[0] < first][-4 * spec.window:]
+        ev = compare(self._scaled(t.baseline, use_log), self._scaled(window, use_log),
+                     spec.horizon, self._scaled(earlier, use_log))
         kept, needed = verdict(ev, self.z, self.min_effect)
         why = (f"projected {'log-' if use_log else ''}loss {ev['effect']:+.4f} "
                f"(SE {ev['se']:.4f}, z {ev['z']:+.2f}, needs z < -{needed:.3g}, "

@@ -58,15 +58,15 @@ def _factory(preset: str, **options: Any) -> Any:
     return lambda model, lr, ctx: CadenceTrainer(model, lr, ctx, preset, **options)
 
 
-def _auto_without(part: type) -> Any:
-    """``auto``'s plan without its controllers of type ``part`` (an ablation arm)."""
+def _auto_without(part: type, signals_too: bool = False) -> Any:
+    """``auto``'s plan without its controllers of type ``part`` (an ablation arm), and
+    without its extra signals when ``signals_too`` (the drift signal serves only them)."""
     from cadence.regime import presets
 
     def plan(total_steps: int | None, warmup_steps: int | None) -> Any:
         full = presets.auto(total_steps, warmup_steps)
-        drift = part.__name__ == "DriftResponse"
         return full._replace(controllers=[c for c in full.controllers if not isinstance(c, part)],
-                             signals=[] if drift else full.signals)
+                             signals=[] if signals_too else full.signals)
     return plan
 
 
@@ -81,7 +81,7 @@ def _register_ablations() -> list[str]:
     parts = {"prior": ScaleAware, "trials": LRTrials, "validation": ValidationResponse,
              "drift": DriftResponse}
     for name, part in parts.items():
-        register_preset(f"auto-no-{name}")(_auto_without(part))
+        register_preset(f"auto-no-{name}")(_auto_without(part, part is DriftResponse))
     return list(parts)
 
 
