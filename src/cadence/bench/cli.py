@@ -72,6 +72,8 @@ def register(subparsers: Any) -> None:
                      help="timed overhead steps per repeat (default 30)")
     gpu.add_argument("--train-steps", type=int, default=300,
                      help="updates per run of the short suite (default 300)")
+    gpu.add_argument("--block", type=int, default=10,
+                     help="updates per timed block in the pipelined overhead (default 10)")
     gpu.add_argument("--presets", nargs="*", default=None,
                      help="presets for the overhead bench (default: cosine auto clara plateau)")
     gpu.add_argument("--gpu-workloads", nargs="*", default=None, dest="gpu_workloads",
@@ -128,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "gpu":
             from .gpu import GPU_METHODS, GPU_PRESETS, GPU_WORKLOADS, run_gpu
 
-            for name in ("repeats", "steps"):
+            for name in ("repeats", "steps", "block"):
                 if getattr(args, name) < 1:
                     raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
             if args.train_steps < 10:
@@ -136,12 +138,12 @@ def main(args: argparse.Namespace) -> int:
             return run_gpu(
                 presets=args.presets or GPU_PRESETS, workloads=args.gpu_workloads or GPU_WORKLOADS,
                 methods=args.gpu_methods or GPU_METHODS, repeats=args.repeats, steps=args.steps,
-                train_steps=args.train_steps, out=args.gpu_out,
+                train_steps=args.train_steps, block=args.block, out=args.gpu_out,
             )
         if args.action == "overhead":
             from .overhead import PRESETS, format_overhead, measure_overhead
 
-            for name in ("repeats", "steps"):
+            for name in ("repeats", "steps", "block"):
                 if getattr(args, name) < 1:
                     raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
             results = measure_overhead(

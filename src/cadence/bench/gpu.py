@@ -130,6 +130,40 @@ def format_short_suite(runs: list[GpuRun]) -> str:
     return "\n".join(lines)
 
 
+def syncs_per_update(presets: Sequence[str], workload: str, steps: int = 20,
+                     device: str | torch.device = "cuda") -> dict[str, float]:
+    """Host synchronisations per update made by ``regime.step`` (and the bare optimizer,
+    ``"bare"``), counted with ``torch.cuda.set_sync_debug_mode("warn")`` over ``steps``
+    updates after 5 warm-up ones, batches staged on the GPU first."""
+    import warnings
+
+    from .overhead import _make_arm
+
+    dev = torch.device(device)
+    wl = get_workload(workload)
+    wl.prepare()
+    out: dict[str, float] = {}
+    for preset in ("bare", *presets):
+        arm = _make_arm(wl, None if preset == "bare" else preset, 1e-3, dev)
+        gen = torch.Generator().manual_seed(0)
+        batches = [to_device(wl.batch(i, gen), dev) for i in range(5 + steps)]
+        counted = 0
+        for i, batch in enumerate(batches):
+            loss = wl.loss(arm.model, batch)
+            loss.backward()
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    arm.step(loss)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            if i >= 5:
+                counted += sum("synchroniz" in str(w.message) for w in seen)
+        out[preset] = counted / steps
+    return out
+
+
 def run_gpu(
     presets: Sequence[str] = GPU_PRESETS,
     workloads: Sequence[str] = GPU_WORKLOADS,
@@ -137,12 +171,15 @@ def run_gpu(
     repeats: int = 7,
     steps: int = 30,
     train_steps: int = 300,
+    block: int = 10,
     out: str | Path | None = None,
     log: Callable[[str], None] = print,
     device: str | torch.device | None = None,
 ) -> int:
     """The whole ``cadence bench gpu`` command; returns its exit status (0 without a GPU).
-    ``device`` overrides the CUDA check (tests run the path on ``"cpu"``)."""
+    ``device`` overrides the CUDA check (tests run the path on ``"cpu"``). The overhead is
+    measured twice: each update synchronised alone, and in blocks of ``block`` updates with
+    one synchronize per block, where a host sync inside ``regime.step`` costs overlap."""
     if device is None:
         problem = no_gpu_message()
         if problem:
@@ -154,13 +191,26 @@ def run_gpu(
     log(f"cadence bench gpu: measuring on {where} (torch {torch.__version__})")
     overhead = measure_overhead(presets=presets, workloads=workloads, repeats=repeats,
                                 steps=steps, device=dev, log=log)
+    pipelined = measure_overhead(presets=presets, workloads=workloads, repeats=repeats,
+                                 steps=max(1, steps // block), device=dev, log=log, block=block)
+    syncs: dict[str, float] = {}
+    if dev.type == "cuda":
+        try:
+            syncs = syncs_per_update(presets, workloads[0], device=dev)
+        except RuntimeError as err:  # the debug mode is missing from some builds
+            log(f"[gpu] host synchronisations not counted: {err}")
     runs = short_suite(workloads, methods, steps=train_steps, device=dev, log=log)
     text = "\n".join([
         f"# cadence on {where}", "",
         f"torch {torch.__version__}; command: cadence bench gpu --repeats {repeats} "
-        f"--steps {steps} --train-steps {train_steps}", "",
+        f"--steps {steps} --train-steps {train_steps} --block {block}", "",
         "## Per-step overhead (interleaved A/B against the bare AdamW step)", "",
         format_overhead(overhead), "",
+        f"## Pipelined overhead (blocks of {block} updates, one synchronize per block)", "",
+        format_overhead(pipelined), "",
+        f"Host synchronisations per update on {workloads[0]} "
+        "(`torch.cuda.set_sync_debug_mode`): "
+        + (", ".join(f"{k} {v:g}" for k, v in syncs.items()) or "not counted off CUDA"), "",
         "## Short suite (training loss only; seed 0, each arm at its default lr)", "",
         format_short_suite(runs), "",
     ])

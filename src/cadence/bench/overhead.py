@@ -117,18 +117,22 @@ def _make_arm(workload: Any, preset: str | None, lr: float,
 
 
 def _timed_step(arm: _Arm, workload: Any, gen: torch.Generator, i: int,
-                device: torch.device = CPU) -> float:
-    batch = to_device(workload.batch(i, gen), device)
+                device: torch.device = CPU, block: int = 1) -> float:
+    """Seconds per update over ``block`` updates, batches staged on ``device`` first. On
+    CUDA the clock stops after one synchronize at the block's end, so with ``block > 1``
+    a host sync inside the step shows up as lost overlap of host and device."""
+    batches = [to_device(workload.batch(i + k, gen), device) for k in range(block)]
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    loss = workload.loss(arm.model, batch)
-    loss.backward()
-    arm.step(loss)
+    for batch in batches:
+        loss = workload.loss(arm.model, batch)
+        loss.backward()
+        arm.step(loss)
     if cuda:
         torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
+    return (time.perf_counter() - t0) / block
 
 
 def _heap_peak_kb(arm: _Arm, workload: Any, gen: torch.Generator, start: int, n: int,
@@ -150,15 +154,18 @@ def measure_overhead(
     lr: float = 1e-3,
     log: Callable[[str], None] = print,
     device: str | torch.device = "cpu",
+    block: int = 1,
 ) -> list[OverheadResult]:
     """Interleaved A/B timing of each preset (and a bare-vs-bare ``control``) on ``device``.
 
     The two arms alternate step by step (ABAB…, then BABA… in the next repeat), so a slow
     drift of the machine's speed hits both alike; per repeat the ratio of the arms'
     median step times is one sample, reported as median and IQR over the repeats.
+    ``block``: updates per timed sample (see ``_timed_step``); 1 times every update alone.
     """
-    if repeats < 2 or steps < 1:
-        raise ValueError(f"need repeats >= 2 and steps >= 1, got repeats={repeats}, steps={steps}")
+    if repeats < 2 or steps < 1 or block < 1:
+        raise ValueError(f"need repeats >= 2, steps >= 1 and block >= 1, got repeats={repeats}, "
+                         f"steps={steps}, block={block}")
     dev = torch.device(device)
     torch.set_num_threads(1)
     results = []
@@ -184,8 +191,8 @@ def measure_overhead(
                     if (k + r) % 2:
                         order.reverse()
                     for arm, gen in order:
-                        times[id(arm)].append(_timed_step(arm, wl, gen, i, dev))
-                    i += 1
+                        times[id(arm)].append(_timed_step(arm, wl, gen, i, dev, block))
+                    i += block
                 t_bare.append(statistics.median(times[id(bare)]))
                 t_other.append(statistics.median(times[id(other)]))
                 ratios.append(t_other[-1] / t_bare[-1])
