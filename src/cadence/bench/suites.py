@@ -109,7 +109,7 @@ def missing_widths() -> list[int]:
 
 _QUICK_METHODS = ("adamw-cosine", "adamw-constant", "schedulefree-adamw", "prodigy", "cadence-auto")
 _STD_METHODS = PEERS + CADENCE + CONTROLLER_ARMS + ABLATION_ARMS
-_GRU_METHODS = ("adamw-cosine", "cadence-auto", "schedulefree-adamw")
+_LONG_METHODS = ("adamw-cosine", "cadence-auto", "schedulefree-adamw")
 _FULL_METHODS = PEERS + ("prodigy-mult", "dadapt-adam-mult") + CADENCE + CONTROLLER_ARMS
 
 SUITES: dict[str, Suite] = {
@@ -134,13 +134,21 @@ SUITES: dict[str, Suite] = {
             Plan("tabular-overfit", _STD_METHODS, steps=1500),
             Plan("finetune", _STD_METHODS, steps=600),
             Plan("sbm-gcn", _STD_METHODS, steps=400),
-            # the recurrent model costs ~30 ms/update on one core: the oracle, auto and the
-            # strongest peer only
-            Plan("mnist1d-gru", _GRU_METHODS, seeds=(0, 1, 2), steps=1000),
         ),
         description="every peer, preset and controller arm, decade grid, 2 seeds (~1 h on 2 "
                     "cores before the controller arms and the overfit/finetune/graph workloads "
                     "were added; not re-timed since)",
+    ),
+    "long": Suite(
+        "long",
+        (
+            # ~30 ms/update on one core: the oracle, auto and the strongest peer only
+            Plan("mnist1d-gru", _LONG_METHODS, seeds=(0, 1, 2), steps=1000),
+            # 4x the standard suite's 400 updates, out of the under-trained regime
+            Plan("charlm", _LONG_METHODS, seeds=(0, 1, 2), grid_indices=(4, 6, 8), steps=1600),
+        ),
+        description="the recurrent GRU (1,000 updates) and a 4x longer charlm (1,600 updates): "
+                    "oracle, auto and schedule-free AdamW, 3 seeds",
     ),
     "stress": Suite(
         "stress",

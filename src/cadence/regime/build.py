@@ -14,7 +14,8 @@ import torch
 
 from cadence.checks import check_int
 from cadence.controllers.scale import ScaleAware
-from cadence.protocol import CONTROLLERS, SIGNALS, Controller, Registry, Signal
+from cadence.protocol import CONTROLLERS, SIGNALS, Context, Controller, Registry, Signal
+from cadence.regime import distributed
 from cadence.regime.guard import Guard
 from cadence.signals.core import CORE_SIGNALS
 
@@ -186,3 +187,28 @@ __all__ = [
     "check_seed_scaler_log_dir", "clip_mode", "controllers", "group_names", "guard_arguments",
     "make_guard", "refuse_self_adapting", "signals",
 ]
+
+
+def context(regime: Any, step: int) -> Context:
+    """What the controllers may know of the run at ``step`` (``protocol.Context``)."""
+    trials = regime.trials
+    return Context(
+        step=step,
+        total_steps=regime.total_steps,
+        groups=regime.knobs.views(step),
+        warmup_steps=regime.warmup_steps,
+        schedule_multiplier={n: regime.knobs.schedule(n, step) for n in regime.group_names},
+        metrics=dict(regime.metrics),
+        metrics_step=regime.metrics_step,
+        num_params=sum(regime.knobs.num_params.values()),
+        is_distributed=distributed.is_distributed(),
+        world_size=distributed.world_size(),
+        trials=tuple(trials.outcomes) if trials else (),
+        trial_open=trials is not None and trials.open is not None,
+    )
+
+
+def metrics_read(controllers: Sequence[Controller]) -> set[str]:
+    """The observed metric names some controller reads (``val_loss`` always)."""
+    return {"val_loss"} | {str(getattr(c, a)) for c in controllers
+                           for a in ("metric", "monitor") if getattr(c, a, None)}

@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cadence.controllers  # noqa: F401  (registers the controllers)
 import cadence.signals  # noqa: F401  (registers the signals)
@@ -521,3 +521,21 @@ __all__ = [
     "regime_arguments",
     "resolve_config",
 ]
+
+
+_R = TypeVar("_R")
+
+
+def construct(cls: Callable[..., _R], optimizer: Any, path: str | Path,
+              overrides: Mapping[str, Any]) -> _R:
+    """``cls(optimizer, **arguments from path)``; every ``ValueError`` about the
+    configuration becomes a ``ConfigError`` naming the file, including those only the
+    optimizer can reveal (a bound that excludes a group's lr, a schedule for a missing
+    group)."""
+    kwargs = regime_arguments(path, **overrides)
+    try:
+        return cls(optimizer, **kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from err

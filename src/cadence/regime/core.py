@@ -9,7 +9,6 @@ phases: :meth:`Regime.decide` before their step and :meth:`Regime.finish` after 
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,11 +18,11 @@ import torch
 
 from cadence.checks import check_int
 from cadence.events import Event, MemorySink, Sink
-from cadence.protocol import Context, Controller, Proposal, Signal
+from cadence.protocol import Controller, Proposal, Signal
 from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
 from cadence.regime.bounds import check_bases, validate_bounds
-from cadence.regime.config import ConfigError, describe, regime_arguments
+from cadence.regime.config import construct
 from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
 from cadence.regime.measure import Measurement, Measurer, observed_values
@@ -32,13 +31,13 @@ from cadence.regime.recovery import Recovery
 from cadence.regime.run_folder import RunFolder, check_resume, resume_run
 from cadence.regime.schedule import GroupSchedules
 from cadence.regime.snapshot import BestSnapshot
-from cadence.regime.state import load_regime_state, regime_state
 from cadence.regime.trials import Trials
+from cadence.regime.views import RegimeViews
 
 _UNSET: Any = type("PresetDefault", (), {"__repr__": lambda self: "<preset default>"})()
 
 
-class Regime:
+class Regime(RegimeViews):
     """Adaptive training regime around a torch optimizer.
 
     Call ``regime.step(loss)`` after ``loss.backward()`` instead of ``optimizer.step()`` and
@@ -262,34 +261,13 @@ class Regime:
         """Every controller's proposals, from the signals and what it may know of the run."""
         if not self.controllers:
             return []
-        context = Context(
-            step=step,
-            total_steps=self._total_steps,
-            groups=self.knobs.views(step),
-            warmup_steps=self.warmup_steps,
-            schedule_multiplier={n: self.knobs.schedule(n, step) for n in self.group_names},
-            metrics=dict(self.metrics),
-            metrics_step=self.metrics_step,
-            num_params=sum(self.knobs.num_params.values()),
-            is_distributed=distributed.is_distributed(),
-            world_size=distributed.world_size(),
-            trials=tuple(self.trials.outcomes) if self.trials else (),
-            trial_open=self.trials is not None and self.trials.open is not None,
-        )
+        context = build.context(self, step)
         return [p for c in self.controllers for p in c.propose(self.signals, context)]
 
     def _log(self, events: list[Event]) -> None:
         for event in events:
             for sink in self.sinks:
                 sink.write(event)
-
-    def _write_metrics(self, loss: float | None, observed: dict[str, float] | None) -> None:
-        record: dict[str, Any] = {"step": self.step_count, "time": time.time(), "loss": loss,
-                                  "values": self.values(), "signals": dict(self.signals)}
-        if observed is not None:
-            record["metrics"] = dict(observed)
-        for sink in self.sinks:
-            sink.metrics(record)
 
     # -- validation and horizon ---------------------------------------------------------------
     def observe(self, *args: Any, **metrics: float | torch.Tensor) -> None:
@@ -303,14 +281,24 @@ class Regime:
         if args:
             raise TypeError(f"observe() takes metrics by name, e.g. observe(val_loss=0.3); "
                             f"got {len(args)} positional value(s) {args!r}")
-        read = {"val_loss"} | {str(getattr(c, a)) for c in self.controllers
-                               for a in ("metric", "monitor") if getattr(c, a, None)}
-        reduced = observed_values(metrics, read)
+        reduced = observed_values(metrics, build.metrics_read(self.controllers))
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
         if self.best is not None:
             self.best.offer(self.step_count, reduced)
         self._write_metrics(self.signals.get("loss"), reduced)
+
+    @classmethod
+    def from_config(
+        cls, optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
+    ) -> Regime:
+        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``).
+
+        Every ``ValueError`` about the configuration is a ``ConfigError`` naming the file,
+        including those only the optimizer can reveal (a bound that excludes a group's lr, a
+        schedule for a group that does not exist).
+        """
+        return construct(cls, optimizer, path, overrides)
 
     def replan(self, total_steps: int) -> None:
         """Change the horizon: stretch the rest of every schedule to ``total_steps``.
@@ -337,115 +325,6 @@ class Regime:
         self._log([Event(self.step_count, None, None, old, new, "regime", reason,
                          dict(self.signals), "replan")])
         self.knobs.write_lr(self.step_count)
-
-    def best_state(self) -> dict[str, Any] | None:
-        """The best-by-validation weights seen by :meth:`observe` (by ``val_acc`` when it
-        is observed, else ``val_loss``; see ``regime.snapshot.BestSnapshot``):
-        ``{"step", "metric", "value", "params"}`` with one CPU tensor per optimizer
-        parameter, in group order; ``None`` before any observation or when the preset
-        keeps none (``auto`` keeps it)."""
-        return self.best.state() if self.best is not None else None
-
-    def restore_best(self) -> bool:
-        """Put the best-by-validation weights (and their optimizer state) back, as Hugging
-        Face's ``load_best_model_at_end`` does; ``True`` iff there was one to restore."""
-        return self.best is not None and self.best.restore()
-
-    # -- views, configuration and state -------------------------------------------------------
-    @property
-    def events(self) -> list[Event]:
-        """Every event of this run so far (since construction or the last load)."""
-        return self._memory.events
-
-    @property
-    def total_steps(self) -> int | None:
-        """Planned real updates; change it with :meth:`replan`."""
-        return self._total_steps
-
-    @total_steps.setter
-    def total_steps(self, value: int) -> None:
-        self.replan(value)
-
-    def values(self, group: str | None = None) -> dict[str, Any]:
-        """Current effective knob values: ``{group: {knob: value}}``, or one group's dict."""
-        out = self.knobs.values(self.step_count)
-        if group is None:
-            return out
-        if group not in out:
-            raise ValueError(f"unknown group {group!r}; groups are {self.group_names}")
-        return out[group]
-
-    def config(self) -> dict[str, Any]:
-        """The configuration, as ``config.json`` records it (see ``regime.config.describe``)."""
-        return describe(self)
-
-    @classmethod
-    def from_config(
-        cls, optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
-    ) -> Regime:
-        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``).
-
-        Every ``ValueError`` about the configuration is a ``ConfigError`` naming the file,
-        including those only the optimizer can reveal (a bound that excludes a group's lr, a
-        schedule for a group that does not exist).
-        """
-        kwargs = regime_arguments(path, **overrides)
-        try:
-            return cls(optimizer, **kwargs)
-        except ConfigError:
-            raise
-        except ValueError as err:
-            raise ConfigError(f"{path}: {err}") from err
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the run exactly (plain data + one RNG tensor)."""
-        return regime_state(self)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; ``ValueError`` if it is from another setup.
-
-        If this Regime was built with a different ``total_steps`` than the saved run, the
-        rest of the schedule is re-planned explicitly (a ``"replan"`` event), never silently.
-        """
-        load_regime_state(self, state)
-
-    def load_snapshot(self, path: str | Path | None = None) -> None:
-        """Go back to a known-good snapshot on disk (``log_dir/snapshot.pt`` by default):
-        parameters, optimizer state and the Regime's state as they were when it was taken.
-        The file is read with ``weights_only=True``: a crafted file is refused, not run."""
-        if path is None:
-            if self.run_folder is None:
-                raise ValueError("load_snapshot() needs a path when the Regime has no log_dir")
-            path = self.run_folder.snapshot_path
-        extra = self.snapshot.load(path)
-        self.snapshot.restore()
-        self.load_state_dict(extra["regime"])
-
-    def close(self) -> None:
-        """Write a last metrics record if the last step has none (so a run folder ends at
-        the step it reached), then close the sinks; files are flushed after every line
-        anyway. ``with Regime(...) as regime:`` calls it on leaving the block."""
-        recorded = (self.step_count % self.metrics_every == 0
-                    or self.metrics_step == self.step_count
-                    or getattr(self, "_closed_at", None) == self.step_count)
-        if self.step_count and not recorded:
-            self._write_metrics(self.signals.get("loss"), None)
-        self._closed_at = self.step_count
-        for s in self.sinks:
-            s.close()
-
-    def __enter__(self) -> Regime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"Regime(preset={self.preset!r}, step={self.step_count}, "
-            f"total_steps={self._total_steps}, groups={self.group_names}, "
-            f"controllers={[c.name for c in self.controllers]})"
-        )
 
 
 __all__ = ["GuardError", "Regime"]

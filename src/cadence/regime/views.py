@@ -1,0 +1,145 @@
+"""What a Regime shows and keeps: its knob values, events, configuration, state, snapshots
+and best-by-validation weights, and closing its sinks. The step loop is in ``core``; this
+base class holds the read-and-persist surface so that the loop reads on its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cadence.events import Event, MemorySink, Sink
+from cadence.regime.config import describe
+from cadence.regime.state import load_regime_state, regime_state
+
+if TYPE_CHECKING:
+    from cadence.protocol import Controller
+    from cadence.regime.knobs import Knobs
+    from cadence.regime.run_folder import RunFolder
+    from cadence.regime.snapshot import BestSnapshot, Snapshot
+
+
+_V = TypeVar("_V", bound="RegimeViews")
+
+
+class RegimeViews:
+    """The Regime's public surface besides the step loop (``cadence.Regime`` inherits it)."""
+
+    # set by Regime.__init__
+    knobs: Knobs
+    group_names: list[str]
+    controllers: list[Controller]
+    preset: str
+    step_count: int
+    metrics_every: int
+    metrics_step: int | None
+    signals: dict[str, float]
+    sinks: list[Sink]
+    run_folder: RunFolder | None
+    snapshot: Snapshot
+    best: BestSnapshot | None
+    _memory: MemorySink
+    _total_steps: int | None
+
+    def replan(self, total_steps: int) -> None:  # the loop's (core.Regime.replan)
+        raise NotImplementedError
+
+    def _write_metrics(self, loss: float | None, observed: dict[str, float] | None) -> None:
+        record: dict[str, Any] = {"step": self.step_count, "time": time.time(), "loss": loss,
+                                  "values": self.values(), "signals": dict(self.signals)}
+        if observed is not None:
+            record["metrics"] = dict(observed)
+        for sink in self.sinks:
+            sink.metrics(record)
+
+    def best_state(self) -> dict[str, Any] | None:
+        """The best-by-validation weights seen by :meth:`observe` (by ``val_acc`` when it
+        is observed, else ``val_loss``; see ``regime.snapshot.BestSnapshot``):
+        ``{"step", "metric", "value", "params"}`` with one CPU tensor per optimizer
+        parameter, in group order; ``None`` before any observation or when the preset
+        keeps none (``auto`` keeps it)."""
+        return self.best.state() if self.best is not None else None
+
+    def restore_best(self) -> bool:
+        """Put the best-by-validation weights (and their optimizer state) back, as Hugging
+        Face's ``load_best_model_at_end`` does; ``True`` iff there was one to restore."""
+        return self.best is not None and self.best.restore()
+
+    # -- views, configuration and state -------------------------------------------------------
+    @property
+    def events(self) -> list[Event]:
+        """Every event of this run so far (since construction or the last load)."""
+        return self._memory.events
+
+    @property
+    def total_steps(self) -> int | None:
+        """Planned real updates; change it with :meth:`replan`."""
+        return self._total_steps
+
+    @total_steps.setter
+    def total_steps(self, value: int) -> None:
+        self.replan(value)
+
+    def values(self, group: str | None = None) -> dict[str, Any]:
+        """Current effective knob values: ``{group: {knob: value}}``, or one group's dict."""
+        out = self.knobs.values(self.step_count)
+        if group is None:
+            return out
+        if group not in out:
+            raise ValueError(f"unknown group {group!r}; groups are {self.group_names}")
+        return out[group]
+
+    def config(self) -> dict[str, Any]:
+        """The configuration, as ``config.json`` records it (see ``regime.config.describe``)."""
+        return describe(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly (plain data + one RNG tensor)."""
+        return regime_state(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError`` if it is from another setup.
+
+        If this Regime was built with a different ``total_steps`` than the saved run, the
+        rest of the schedule is re-planned explicitly (a ``"replan"`` event), never silently.
+        """
+        load_regime_state(self, state)
+
+    def load_snapshot(self, path: str | Path | None = None) -> None:
+        """Go back to a known-good snapshot on disk (``log_dir/snapshot.pt`` by default):
+        parameters, optimizer state and the Regime's state as they were when it was taken.
+        The file is read with ``weights_only=True``: a crafted file is refused, not run."""
+        if path is None:
+            if self.run_folder is None:
+                raise ValueError("load_snapshot() needs a path when the Regime has no log_dir")
+            path = self.run_folder.snapshot_path
+        extra = self.snapshot.load(path)
+        self.snapshot.restore()
+        self.load_state_dict(extra["regime"])
+
+    def close(self) -> None:
+        """Write a last metrics record if the last step has none (so a run folder ends at
+        the step it reached), then close the sinks; files are flushed after every line
+        anyway. ``with Regime(...) as regime:`` calls it on leaving the block."""
+        recorded = (self.step_count % self.metrics_every == 0
+                    or self.metrics_step == self.step_count
+                    or getattr(self, "_closed_at", None) == self.step_count)
+        if self.step_count and not recorded:
+            self._write_metrics(self.signals.get("loss"), None)
+        self._closed_at = self.step_count
+        for s in self.sinks:
+            s.close()
+
+    def __enter__(self: _V) -> _V:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Regime(preset={self.preset!r}, step={self.step_count}, "
+            f"total_steps={self._total_steps}, groups={self.group_names}, "
+            f"controllers={[c.name for c in self.controllers]})"
+        )
