@@ -19,7 +19,7 @@ from cadence.bench.report import (
     write_report,
 )
 from cadence.bench.runner import RunSpec, run_one, run_specs
-from cadence.bench.suites import Plan, Suite, run_suite
+from cadence.bench.suites import Plan, Suite, get_suite, run_suite
 from cadence.bench.workloads import WORKLOADS, get_workload
 
 # ---------------------------------------------------------------- workloads
@@ -253,6 +253,19 @@ def test_cli_report_and_list(tmp_path, capsys) -> None:
     assert main(["bench", "list"]) == 0
     assert "mnist1d-cnn" in capsys.readouterr().out
     assert main(["bench", "--suite", "nope", "--db", str(tmp_path / "x.sqlite")]) == 2
+
+
+def test_seeds_option_reruns_every_plan_over_the_given_seeds(tmp_path) -> None:
+    from cadence.cli import main
+
+    suite = get_suite("long").with_seeds([2, 0, 2])
+    assert {p.seeds for p in suite.plans} == {(0, 2)}
+    db_path = tmp_path / "s.sqlite"
+    assert main(["bench", "--suite", "quick", "--workloads", "quadratic", "--methods",
+                 "adamw-constant", "--seeds", "3", "--db", str(db_path), "--workers", "0"]) == 0
+    with ResultsDB(db_path) as db:
+        assert {r["seed"] for r in db.rows()} == {3}
+    assert main(["bench", "--seeds", "-1", "--db", str(tmp_path / "x.sqlite")]) == 2
 
 
 # ---------------------------------------------------------------- oracle and report maths

@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     )
     _run_options(p, argparse.SUPPRESS)
     p.set_defaults(func=main, action="run", suite="quick", workloads=None, methods=None,
-                   db=DEFAULT_DB, workers=None, out=DEFAULT_OUT, executor="local",
+                   seeds=None, db=DEFAULT_DB, workers=None, out=DEFAULT_OUT, executor="local",
                    ray_address=None)
     actions = p.add_subparsers(dest="action", metavar="ACTION",
                                title="actions (default: run)")
@@ -95,6 +95,8 @@ def _run_options(p: argparse.ArgumentParser, default: Any) -> None:
                    help="limit to workloads (or groups: width, stress)")
     p.add_argument("--methods", nargs="*", default=default,
                    help="limit to methods (or groups: peers, cadence, controllers, ablations)")
+    p.add_argument("--seeds", nargs="*", type=int, default=default,
+                   help="run these seeds instead of each plan's own (e.g. --seeds 0 1 2)")
     p.add_argument("--db", default=default, help=f"results database (default {DEFAULT_DB})")
     p.add_argument("--workers", type=int, default=default,
                    help="processes (default: all cores); with --executor ray and no "
@@ -164,6 +166,10 @@ def _run(args: argparse.Namespace) -> int:
     from .suites import get_suite, run_suite
 
     suite = get_suite(args.suite)
+    if args.seeds:
+        if any(seed < 0 for seed in args.seeds):
+            raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
+        suite = suite.with_seeds(args.seeds)
     with ResultsDB(args.db) as db:
         counts = run_suite(suite, db, workloads=args.workloads, methods=args.methods,
                            workers=args.workers, executor=args.executor,

@@ -8,7 +8,7 @@ default. The oracle family is then refined around its winner (``refine_rounds``)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .db import ResultsDB
@@ -76,6 +76,11 @@ class Suite:
     refine_rounds: int = 2
     description: str = ""
     notes: dict[str, str] = field(default_factory=dict)
+
+    def with_seeds(self, seeds: Iterable[int]) -> Suite:
+        """This suite with every plan run over ``seeds`` (``cadence bench --seeds``)."""
+        chosen = tuple(sorted(set(seeds)))
+        return replace(self, plans=tuple(replace(p, seeds=chosen) for p in self.plans))
 
 
 #: the width study: mnist1d-mlp at these widths (``mnist1d-mlp-w<width>`` workloads)
