@@ -141,3 +141,18 @@ def test_validation_rises_never_raise_the_lr_in_auto() -> None:
     assert best_params is not None
     for p, q in zip(model.parameters(), best_params, strict=True):
         assert torch.equal(p, q)
+
+
+def test_the_scale_warning_names_the_callers_line() -> None:
+    import warnings
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    regime = cadence.Regime(opt, total_steps=100)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model(torch.randn(4, 8)).pow(2).mean().backward()
+        regime.step(model(torch.randn(4, 8)).pow(2).mean())
+    ours = [w for w in seen if "scale-aware default" in str(w.message)]
+    assert ours and all(w.filename == __file__ for w in ours)

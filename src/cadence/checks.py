@@ -9,9 +9,24 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
-__all__ = ["check_beta", "check_float", "check_int"]
+__all__ = ["check_beta", "check_float", "check_int", "warn_user"]
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside cadence, so the warning
+    names the user's line however deep in the regime it was raised."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is warn_user's caller
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
+            _PACKAGE):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(message, category, stacklevel=level)
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:

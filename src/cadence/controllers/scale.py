@@ -29,14 +29,13 @@ increasing lr over a few dozen steps, then the model and optimizer are restored 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from cadence.checks import check_float
+from cadence.checks import check_float, warn_user
 from cadence.controllers._follow import fmt
 from cadence.protocol import CONTROLLERS, Context, Controller, GroupView, Proposal, Signals
 
@@ -223,10 +222,10 @@ class ScaleAware(Controller):
             return []  # fine-tuning: a rule never raises a pretrained model's lr
         if len([g for g in context.groups if g.num_params]) > 1:
             why += " (one factor for every group: their ratios are kept)"
-        warnings.warn(
+        warn_user(
             f"Regime: {why}; every group's lr is multiplied by {fmt(factor)} "
             f"({fmt(base)} -> {fmt(d.lr)}). Pass Regime(..., keep_lr=True) to keep your lr "
-            "(it then moves only on evidence)", UserWarning, stacklevel=2)
+            "(it then moves only on evidence)")
         out = [Proposal("lr", factor=factor, urgent=self.urgent, source=self.name,
                         reason=f"{why} → lr ×{fmt(factor)}")]
         if self.set_weight_decay:

@@ -9,14 +9,13 @@ phases: :meth:`Regime.decide` before their step and :meth:`Regime.finish` after 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cadence.checks import check_int
+from cadence.checks import check_int, warn_user
 from cadence.events import Event, MemorySink, Sink
 from cadence.protocol import Controller, Proposal, Signal
 from cadence.regime import build, distributed
@@ -248,11 +247,9 @@ class Regime(RegimeViews):
         self.measure.after_step(m)
         self.step_count += 1
         if self.step_count == self._total_steps:
-            warnings.warn(
+            warn_user(
                 f"the Regime has made its total_steps={self._total_steps} updates: the schedule "
-                "is at its end from here on; call regime.replan(new_total) to train longer",
-                stacklevel=3,
-            )
+                "is at its end from here on; call regime.replan(new_total) to train longer")
         self.knobs.write_lr(self.step_count)  # the lr of the next update, as a torch scheduler
         if self.step_count % self.metrics_every == 0:
             self._write_metrics(m.loss, None)

@@ -26,12 +26,12 @@ arbiter's decisions into writes and Events.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
+from cadence.checks import warn_user
 from cadence.events import Event
 from cadence.protocol import KNOBS, GroupView, Proposal
 from cadence.regime.arbiter import Arbiter
@@ -269,11 +269,9 @@ class Knobs:
             targets = [p.group] if p.group is not None else self.names
             if p.knob not in self.warned and not any(p.knob in self.available[t] for t in targets):
                 self.warned.add(p.knob)
-                warnings.warn(
+                warn_user(
                     f"{type(self.optimizer).__name__} has no {p.knob!r} in its param groups; "
-                    f"proposals for it (from {p.source or 'a controller'}) are ignored",
-                    stacklevel=5,
-                )
+                    f"proposals for it (from {p.source or 'a controller'}) are ignored")
 
     def write_lr(self, step: int) -> None:
         """Write every group's effective lr for update number ``step``."""
@@ -307,9 +305,9 @@ class Knobs:
                       f"{self.base(n, 'lr'):.4g}")
             if n not in self._adopted:
                 self._adopted.add(n)
-                warnings.warn(f"{reason}. A torch LRScheduler on the same optimizer fights the "
-                              "Regime's schedule: give the schedule to the Regime (schedule=...) "
-                              "instead", stacklevel=4)
+                warn_user(f"{reason}. A torch LRScheduler on the same optimizer fights the "
+                          "Regime's schedule: give the schedule to the Regime (schedule=...) "
+                          "instead")
             events.append(Event(step, n, "lr", written, seen, "outside", reason, dict(signals)))
             self._written[n] = seen
         return events
