@@ -435,3 +435,24 @@ def test_cuda_capturable_tensor_lr():
         assert regime.step(loss)
     assert opt.param_groups[0]["lr"] is lr
     assert lr.item() == pytest.approx(regime.values("group0")["lr"], rel=1e-6)
+
+
+def test_warns_once_only_when_training_past_total_steps() -> None:
+    import warnings
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    regime = cadence.Regime(torch.optim.SGD(model.parameters(), lr=0.01), total_steps=5,
+                            preset="cosine")
+
+    def steps(n: int) -> list[str]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for _ in range(n):
+                loss = model(torch.randn(4, 3)).pow(2).mean()
+                loss.backward()
+                regime.step(loss)
+        return [str(w.message) for w in seen if "total_steps" in str(w.message)]
+
+    assert steps(5) == []  # a run of exactly its planned length is not warned about
+    assert len(steps(3)) == 1 and regime.step_count == 8

@@ -246,10 +246,10 @@ class Regime(RegimeViews):
             return
         self.measure.after_step(m)
         self.step_count += 1
-        if self.step_count == self._total_steps:
+        if self._total_steps is not None and self.step_count == self._total_steps + 1:
             warn_user(
-                f"the Regime has made its total_steps={self._total_steps} updates: the schedule "
-                "is at its end from here on; call regime.replan(new_total) to train longer")
+                f"the Regime went past its total_steps={self._total_steps} updates: the "
+                "schedule stays at its end; call regime.replan(new_total) to train longer")
         self.knobs.write_lr(self.step_count)  # the lr of the next update, as a torch scheduler
         if self.step_count % self.metrics_every == 0:
             self._write_metrics(m.loss, None)
