@@ -86,3 +86,16 @@ def test_the_check_state_survives_a_state_dict_round_trip() -> None:
     assert other.rollbacks == [] and other.pending_cut is not None
     cut = other.reintroduce(12)
     assert cut and cut[0].factor == 0.5 and cut[0].reason.startswith("drift check")
+
+
+def test_a_drift_alarm_during_a_trial_starts_no_check() -> None:
+    """A trial's lr move explains a rise of the loss (its verdict reverts it if it hurts):
+    the guard leaves the alarm unanswered then, and answers it again afterwards."""
+    guard = Guard(min_history=3, spike_window=5)
+    for step, loss in enumerate([1.0, 0.9, 0.95, 0.92, 0.91]):
+        assert guard.check({"loss": loss, "grad_norm": 1.0}, step)[0] == "ok"
+    guard.mark_reference(4)
+    alarm = {"loss": 1.05, "grad_norm": 1.0, "drift.alarm": 1.0}
+    assert guard.check(alarm, 5, drift_checks=False) == ("ok", "")
+    assert guard.checking is None
+    assert guard.check(alarm, 6)[0] == "rollback" and guard.checking is not None

@@ -214,7 +214,8 @@ class Regime(RegimeViews):
             self.scaler.unscale_(self.optimizer)
         m = self.measure.measure(self.step_count, closure)
         clip_at = self.knobs.clip_threshold(self.recovery.clip_threshold())
-        verdict, reason = self.recovery.verdict(m)
+        verdict, reason = self.recovery.verdict(
+            m, self.trials is not None and self.trials.open is not None)
         if verdict in ("skip", "rollback"):
             self.signals.update(m.raw)
             if self.trials is not None:  # a trial under way is judged lost

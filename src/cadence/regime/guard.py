@@ -207,10 +207,11 @@ class Guard(Part):
         )
         return (loss - med) / scale
 
-    def check(self, signals: Signals, step: int) -> tuple[str, str]:
+    def check(self, signals: Signals, step: int, drift_checks: bool = True) -> tuple[str, str]:
         """Verdict for this step: ``("ok" | "skip" | "rollback" | "shift" | "checked",
         reason)``; ``"checked"`` (a drift check ended without a shift) is an ``ok`` step
-        with something to log.
+        with something to log. ``drift_checks=False`` leaves a drift alarm unanswered (the
+        Regime passes it while a trial runs: the trial caused the rise and judges it).
 
         Records healthy losses and gradient norms; raises :class:`GuardError` when a rollback
         would exceed ``max_rollbacks`` within ``rollback_window`` steps.
@@ -264,7 +265,7 @@ class Guard(Part):
                 f"loss spike: loss={loss:.4g}, robust z={z:.1f} > {self.spike_threshold:g} "
                 f"over the last {len(self.losses)} steps",
             )
-        if signals.get("drift.alarm", 0.0) > 0 and self._can_check():
+        if drift_checks and signals.get("drift.alarm", 0.0) > 0 and self._can_check():
             return self._start_check(loss, step)
         self._record(loss, norm, step)
         return "ok", ""

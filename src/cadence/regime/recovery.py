@@ -43,8 +43,10 @@ class Recovery:
         :meth:`verdict`: an outlier must not vote on its own threshold)."""
         return self.guard.clip_threshold() if self.guard is not None else None
 
-    def verdict(self, m: Measurement) -> tuple[str, str]:
-        """``("ok" | "skip" | "rollback" | "shift" | "checked", reason)`` for this step."""
+    def verdict(self, m: Measurement, trial_open: bool = False) -> tuple[str, str]:
+        """``("ok" | "skip" | "rollback" | "shift" | "checked", reason)`` for this step.
+        While a trial is open a drift alarm starts no drift check: the trial's own move
+        explains a rise of the loss, and the trial's verdict reverts it if it hurts."""
         if self.scaler is not None and m.raw["nonfinite"] > 0 and math.isfinite(m.raw["loss"]):
             return "skip", "GradScaler found inf/NaN gradients"
         if self.guard is None:
@@ -52,7 +54,7 @@ class Recovery:
         if not self.snapshot.valid:  # e.g. after a resume: nothing to test a drift against
             self.guard.reference = None
         try:
-            verdict, reason = self.guard.check(m.raw, m.step)
+            verdict, reason = self.guard.check(m.raw, m.step, drift_checks=not trial_open)
         except GuardError as err:
             where = self.snapshot.path or "in memory only (set log_dir to keep it on disk)"
             raise GuardError(
