@@ -195,3 +195,30 @@ def test_auto_runs_trials_and_logs_them() -> None:
     assert started and len(started) == len(ended)
     assert all(e.step <= 400 for e in ended) and started[0].step >= regime.warmup_steps
     assert all("z " in e.reason and "trial_se" in e.signals for e in ended)
+
+
+def _outcome(i: int, kept: bool, z: float) -> Any:
+    from cadence.protocol import TrialOutcome
+
+    return TrialOutcome(i, "lr_trials", "lr", 2.0, 0, 0, kept, -0.1 * z, z)
+
+
+@pytest.mark.parametrize(("z", "retried"), [(-1.5, True), (-0.5, False), (0.8, False)])
+def test_an_inconclusive_up_move_is_retried_once_with_a_longer_window(
+        z: float, retried: bool) -> None:
+    from cadence.controllers.lr_trials import LRTrials
+
+    c = LRTrials()
+    w = c.window(3000)
+    first = _outcome(1, True, -5.0)
+    c.propose({}, Context(step=500, total_steps=3000, groups=(), trials=(first,)))
+    again = (first, _outcome(2, False, z))
+    props = c.propose({}, Context(step=500, total_steps=3000, groups=(), trials=again))
+    if not retried:  # evidence against (or too weak to retry): the search ends
+        assert c.direction == 0 and props == []
+        return
+    assert props and props[0].factor == 2.0 and props[0].trial.window == 2 * w
+    # the retry reverted as well: no third attempt, the search is over
+    assert c.propose({}, Context(step=900, total_steps=3000, groups=(),
+                                 trials=(*again, _outcome(3, False, -1.5)))) == []
+    assert c.direction == 0 and c.window(3000) == w

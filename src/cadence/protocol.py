@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -64,6 +65,7 @@ class TrialOutcome:
     end: int
     kept: bool
     effect: float  # estimated change of the judged quantity (log-loss); < 0 is better
+    z: float = math.nan  # effect / its standard error (nan: aborted, not judged)
 
 
 @dataclass(frozen=True)

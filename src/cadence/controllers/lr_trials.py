@@ -6,8 +6,12 @@ this controller proposes tentative ×``factor`` moves of every group's lr multip
 common factor: the ratios between groups survive). The first move is up; a move that is
 kept is followed by another in the same direction; after a first up-move is reverted the
 controller tries down, a reverted move after kept ones, or a reverted down-move, ends the
-search (AutoSGD's {½, 1, 2} neighbourhood, trials.md §7). The schedule multiplies the
-result, so the run still anneals from what was found and ends on time.
+search (AutoSGD's {½, 1, 2} neighbourhood, trials.md §7). One exception: an up-move that
+was reverted although its effect pointed the right way (z < ``retry_z``, but short of the
+bar) is inconclusive, not evidence against; it is tried once more with a window twice as
+long, which has the power the first lacked (on the deterministic quadratic the loss curve
+is so smooth that a 40-step window holds one effective sample). The schedule multiplies
+the result, so the run still anneals from what was found and ends on time.
 
 Down-moves are asymmetric (the short-horizon bias): on the training loss a smaller lr
 nearly always looks better for a while, because it lowers the noise floor at once while
@@ -40,6 +44,8 @@ class LRTrials(Controller):
         explore_until: fraction of ``total_steps`` by which every trial must have ended.
         window_fraction, min_window, max_window: the measured window (see module doc).
         max_trials: most trials this controller starts.
+        retry_z: an up-move reverted with z below this (a favourable but insignificant
+            effect) is retried once with a doubled window; ``-inf`` never retries.
     """
 
     name = "lr_trials"
@@ -53,6 +59,7 @@ class LRTrials(Controller):
         min_window: int = 30,
         max_window: int = 200,
         max_trials: int = 6,
+        retry_z: float = -1.0,
     ) -> None:
         self.factor = check_float("factor", factor, 1.0)
         if self.factor == 1.0:
@@ -62,9 +69,13 @@ class LRTrials(Controller):
         self.min_window = check_int("min_window", min_window, 3)
         self.max_window = check_int("max_window", max_window, self.min_window)
         self.max_trials = check_int("max_trials", max_trials, 0)
+        self.retry_z = float(retry_z)
+        if not self.retry_z <= 0:
+            raise ValueError(f"retry_z must be <= 0 (a favourable effect), got {retry_z!r}")
         self.direction = 1            # +1: up, -1: down, 0: search over
         self.kept_in_direction = 0
         self.seen = 0                 # outcomes of mine already read
+        self.stretch = 1              # window multiplier: 2 while retrying an inconclusive move
 
     def long_enough(self, total_steps: int | None) -> bool:
         """A run is too short for trials when a window of ``window_fraction`` of it is
@@ -74,9 +85,9 @@ class LRTrials(Controller):
 
     def window(self, total_steps: int | None) -> int:
         if total_steps is None:
-            return self.min_window * 2
+            return self.min_window * 2 * self.stretch
         w = round(self.window_fraction * total_steps)
-        return int(min(max(w, self.min_window), self.max_window))
+        return int(min(max(w, self.min_window), self.max_window)) * self.stretch
 
     def propose(self, signals: Signals, context: Context) -> list[Proposal]:
         """Propose the next move every step until the trials part opens it (it waits for
@@ -105,8 +116,12 @@ class LRTrials(Controller):
         """Steer by the trials that ended since the last call."""
         mine = [o for o in context.trials if o.source == self.name]
         for o in mine[self.seen:]:
+            retry = self.stretch == 1 and self.direction > 0 and o.z < self.retry_z
+            self.stretch = 1
             if o.kept:
                 self.kept_in_direction += 1
+            elif retry:
+                self.stretch = 2               # inconclusive: once more, twice as long
             elif self.direction > 0 and self.kept_in_direction == 0:
                 self.direction = -1            # up lost at once: try down once
             else:
@@ -115,12 +130,13 @@ class LRTrials(Controller):
 
     def state_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "kept": self.kept_in_direction,
-                "seen": self.seen}
+                "seen": self.seen, "stretch": self.stretch}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.direction = int(state["direction"])
         self.kept_in_direction = int(state["kept"])
         self.seen = int(state["seen"])
+        self.stretch = int(state.get("stretch", 1))
 
 
 __all__ = ["LRTrials"]

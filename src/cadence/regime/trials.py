@@ -334,7 +334,8 @@ class Trials:
         # the next baseline starts where the lr it measures settled
         self.clean_from = t.start + t.spec.burn_in if kept else step + t.spec.burn_in
         self.outcomes.append(TrialOutcome(t.id, p.source, p.knob, factor, t.start, step,
-                                          kept, float(evidence.get("effect", math.nan))))
+                                          kept, float(evidence.get("effect", math.nan)),
+                                          float(evidence.get("z", math.nan))))
         what = "kept" if kept else "reverted"
         reason = f"trial {t.id} {what}: {p.knob} ×{factor:.3g} — {verdict}"
         record = {**signals, **{f"trial_{k}": float(v) for k, v in evidence.items()}}
@@ -348,7 +349,7 @@ class Trials:
         t = self.open
         return {
             "history": [list(pt) for pt in self.history],
-            "outcomes": [[o.id, o.source, o.knob, o.factor, o.start, o.end, o.kept, o.effect]
+            "outcomes": [[o.id, o.source, o.knob, o.factor, o.start, o.end, o.kept, o.effect, o.z]
                          for o in self.outcomes],
             "steps_spent": self.steps_spent,
             "log_scale": self._log_scale,
@@ -368,8 +369,8 @@ class Trials:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.history = deque(((int(s), float(y)) for s, y in state["history"]), maxlen=4096)
         self.outcomes = [TrialOutcome(int(i), str(s), str(k), float(f), int(a), int(b),
-                                      bool(kept), float(e))
-                         for i, s, k, f, a, b, kept, e in state["outcomes"]]
+                                      bool(kept), float(e), float(z[0]) if z else math.nan)
+                         for i, s, k, f, a, b, kept, e, *z in state["outcomes"]]
         self.steps_spent = int(state["steps_spent"])
         self._log_scale = bool(state["log_scale"])
         self.clean_from = int(state["clean_from"])
