@@ -222,3 +222,28 @@ def test_an_inconclusive_up_move_is_retried_once_with_a_longer_window(
     assert c.propose({}, Context(step=900, total_steps=3000, groups=(),
                                  trials=(*again, _outcome(3, False, -1.5)))) == []
     assert c.direction == 0 and c.window(3000) == w
+
+
+def test_no_known_good_snapshot_is_taken_while_a_trial_is_open() -> None:
+    """A tentative state is not known-good: a rollback or drift check must not go back to
+    weights trained at a trial's lr before the trial was kept."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 10, generator=gen)
+    y = x @ torch.randn(10, 1, generator=gen)
+    model = torch.nn.Linear(10, 1)
+    regime = cadence.Regime(torch.optim.SGD(model.parameters(), lr=0.01), total_steps=120,
+                            preset="constant", controllers=[TryOnce(at=40, window=30)],
+                            snapshot_every=10, max_change=None)
+    taken: list[int] = []
+    take = regime.snapshot.take
+    regime.snapshot.take = lambda step: (taken.append(step), take(step))[1]  # type: ignore[method-assign]
+    for _ in range(120):
+        idx = torch.randint(0, 256, (32,), generator=gen)
+        loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+        loss.backward()
+        regime.step(loss)
+    start, end = [e.step for e in _trial_events(regime)][:2]
+    assert start == 40 and end > start
+    assert [s for s in taken if start < s < end] == []  # 40: taken before it opened
+    assert 30 in taken and any(s >= end for s in taken)

@@ -214,8 +214,8 @@ class Regime(RegimeViews):
             self.scaler.unscale_(self.optimizer)
         m = self.measure.measure(self.step_count, closure)
         clip_at = self.knobs.clip_threshold(self.recovery.clip_threshold())
-        verdict, reason = self.recovery.verdict(
-            m, self.trials is not None and self.trials.open is not None)
+        trial_open = self.trials is not None and self.trials.open is not None
+        verdict, reason = self.recovery.verdict(m, trial_open)
         if verdict in ("skip", "rollback"):
             self.signals.update(m.raw)
             if self.trials is not None:  # a trial under way is judged lost
@@ -227,7 +227,8 @@ class Regime(RegimeViews):
             self._log(self.recovery.act(m, verdict, reason, self.knobs, self.arbiter,
                                         self.signals))
         self.signals.update(self.measure.derive(m))
-        self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict)
+        if not trial_open:  # a tentative state is not known-good until its trial is kept
+            self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict)
         proposals = self._propose(m.step) + self.recovery.reintroduce(m.step)
         if self.trials is not None:  # open, judge, keep or revert tentative changes
             self.trials.record(m.step, m.loss)
