@@ -255,6 +255,31 @@ def test_cli_report_and_list(tmp_path, capsys) -> None:
     assert main(["bench", "--suite", "nope", "--db", str(tmp_path / "x.sqlite")]) == 2
 
 
+def test_cli_overhead_and_gpu_check_their_arguments(monkeypatch, capsys) -> None:
+    """Each action validates its own options (a check of one it lacks must not crash it)."""
+    import cadence.bench.gpu as gpu
+    import cadence.bench.overhead as overhead
+    from cadence.cli import main
+
+    seen: dict[str, dict] = {}
+
+    def fake_overhead(**kw: object) -> list:
+        seen["o"] = kw
+        return []
+
+    def fake_gpu(**kw: object) -> int:
+        seen["g"] = kw
+        return 0
+
+    monkeypatch.setattr(overhead, "measure_overhead", fake_overhead)
+    monkeypatch.setattr(gpu, "run_gpu", fake_gpu)
+    assert main(["bench", "overhead", "--repeats", "2", "--steps", "1"]) == 0
+    assert seen["o"]["repeats"] == 2 and seen["o"]["steps"] == 1
+    assert main(["bench", "gpu", "--block", "5"]) == 0 and seen["g"]["block"] == 5
+    assert main(["bench", "gpu", "--block", "0"]) == 2
+    assert "--block must be >= 1" in capsys.readouterr().err
+
+
 def test_seeds_option_reruns_every_plan_over_the_given_seeds(tmp_path) -> None:
     from cadence.cli import main
 

@@ -145,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "overhead":
             from .overhead import PRESETS, format_overhead, measure_overhead
 
-            for name in ("repeats", "steps", "block"):
+            for name in ("repeats", "steps"):
                 if getattr(args, name) < 1:
                     raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
             results = measure_overhead(
