@@ -182,13 +182,6 @@ def signals(
                 out.append(SIGNALS.create(name, **ctrl.signal_options.get(name, {})))
     return mine, out
 
-
-__all__ = [
-    "check_seed_scaler_log_dir", "clip_mode", "controllers", "group_names", "guard_arguments",
-    "make_guard", "refuse_self_adapting", "signals",
-]
-
-
 def context(regime: Any, step: int) -> Context:
     """What the controllers may know of the run at ``step`` (``protocol.Context``)."""
     trials = regime.trials
@@ -212,3 +205,9 @@ def metrics_read(controllers: Sequence[Controller]) -> set[str]:
     """The observed metric names some controller reads (``val_loss`` always)."""
     return {"val_loss"} | {str(getattr(c, a)) for c in controllers
                            for a in ("metric", "monitor") if getattr(c, a, None)}
+
+
+__all__ = [
+    "check_seed_scaler_log_dir", "clip_mode", "context", "controllers", "group_names",
+    "guard_arguments", "make_guard", "metrics_read", "refuse_self_adapting", "signals",
+]

@@ -513,16 +513,6 @@ def _sci_floats(data: Any) -> Any:
     return data
 
 
-__all__ = [
-    "CONFIG_KEYS",
-    "ConfigError",
-    "describe",
-    "load_config_file",
-    "regime_arguments",
-    "resolve_config",
-]
-
-
 _R = TypeVar("_R")
 
 
@@ -539,3 +529,14 @@ def construct(cls: Callable[..., _R], optimizer: Any, path: str | Path,
         raise
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from err
+
+
+__all__ = [
+    "CONFIG_KEYS",
+    "ConfigError",
+    "construct",
+    "describe",
+    "load_config_file",
+    "regime_arguments",
+    "resolve_config",
+]
