@@ -208,6 +208,8 @@ def test_an_inconclusive_up_move_is_retried_once_with_a_longer_window(
         z: float, retried: bool) -> None:
     from cadence.controllers.lr_trials import LRTrials
 
+    with pytest.raises(ValueError, match="retry_z must be <= 0"):
+        LRTrials(retry_z=0.5)
     c = LRTrials()
     w = c.window(3000)
     first = _outcome(1, True, -5.0)
