@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence.regime import Regime
 from cadence.regime.guard import Guard, GuardError
@@ -144,6 +146,24 @@ def test_spike_score_is_robust_z():
     med = np.median(window)
     mad = np.median(np.abs(window - med))
     assert g.spike_score(2.0) == pytest.approx((2.0 - med) / (1.4826 * mad))
+
+
+@given(st.lists(st.floats(0.01, 10.0), min_size=25, max_size=60),
+       st.floats(0.0, 50.0), st.floats(0.0, 0.2), st.floats(0.0, 0.2))
+@settings(max_examples=150, deadline=None)
+def test_the_cheap_spike_score_decides_as_the_exact_one(history, loss, spike_floor,
+                                                        scale_floor):
+    """check() skips the MAD where the scale's floors alone keep the score under the
+    threshold: the cheap score is then an upper bound under the threshold, otherwise exact."""
+    g = Guard(min_history=20, spike_window=50, spike_floor=spike_floor,
+              scale_floor=scale_floor)
+    g.first_loss = history[0]
+    g.losses.extend(history)
+    exact, cheap = g.spike_score(loss), g.spike_score(loss, exact=False)
+    assert (exact > g.spike_threshold) == (cheap > g.spike_threshold)
+    assert cheap >= exact - 1e-12 * abs(exact)
+    if cheap > g.spike_threshold:
+        assert cheap == exact
 
 
 def test_snapshot_restores_lazily_created_state():

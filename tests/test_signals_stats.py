@@ -7,9 +7,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _signal_helpers import make_ctx, run_signal
-from cadence.signals.drift import Cusum, LossDrift, PageHinkley
+from cadence.signals.drift import (
+    Cusum,
+    LossDrift,
+    PageHinkley,
+    RollingQuadratic,
+    quadratic_forecast,
+)
 from cadence.signals.grads import GradAlignment, GradNorms
 from cadence.signals.noise import GradNoise
 from cadence.signals.trend import LossTrend
@@ -233,3 +241,43 @@ def test_cosine_table_is_invalid_when_a_norm_overflows() -> None:
     inf = cosine_table("c", ["a"], [(1.0, math.inf, 1.0)])
     assert inf["c.valid"] == 0.0 and inf["c"] == 0.0
     assert cosine_table("c", ["a"], [(0.0, 0.0, 1.0)])["c.valid"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["noisy", "decay", "flat-large", "exact-quadratic", "tiny"])
+def test_rolling_quadratic_forecasts_as_the_least_squares_fit(kind: str) -> None:
+    """The O(1) running-sum fit agrees with the full least-squares fit over the window, on
+    noisy, decaying, nearly constant and exactly quadratic streams (where the residual is
+    rounding noise: both stay under LossDrift's 1e-12 relative floor)."""
+    rng = np.random.default_rng(0)
+    n = 50
+    fit, window = RollingQuadratic(n), []
+    for t in range(600):
+        y = {"noisy": 2.0 + 0.01 * rng.standard_normal(),
+             "decay": 10 * math.exp(-t / 100) + 1e-3 * rng.standard_normal(),
+             "flat-large": 1000.0 + 1e-6 * rng.standard_normal(),
+             "exact-quadratic": 1000.0 + 1e-7 * t * t,
+             "tiny": 1e-6 * (1 + 1 / (t + 1))}[kind]
+        fit.push(y)
+        window = [*window, y][-n:]
+        if len(window) < n:
+            continue
+        want, want_se = quadratic_forecast(np.asarray(window))
+        got, got_se = fit.forecast()
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+        floor = 1e-12 * max(abs(want), 1.0)
+        assert abs(got_se - want_se) <= max(1e-6 * want_se, floor)
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=130), st.integers(10, 40))
+@settings(max_examples=60, deadline=None)
+def test_rolling_quadratic_state_round_trip_is_exact(values: list[float], n: int) -> None:
+    a, b = RollingQuadratic(n), RollingQuadratic(n)
+    for y in values:
+        a.push(y)
+    b.load_state_dict(a.state_dict())
+    for y in (1.0, 2.5, -3.0):
+        a.push(y)
+        b.push(y)
+    assert list(a.values) == list(b.values)
+    if len(a.values) == n:
+        assert a.forecast() == b.forecast()

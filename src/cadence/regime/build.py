@@ -190,7 +190,7 @@ def context(regime: Any, step: int) -> Context:
         total_steps=regime.total_steps,
         groups=regime.knobs.views(step),
         warmup_steps=regime.warmup_steps,
-        schedule_multiplier={n: regime.knobs.schedule(n, step) for n in regime.group_names},
+        schedule_multiplier=dict(regime.knobs.multipliers(step)),
         metrics=dict(regime.metrics),
         metrics_step=regime.metrics_step,
         num_params=sum(regime.knobs.num_params.values()),

@@ -15,20 +15,23 @@ from collections.abc import Mapping
 import torch
 import torch.distributed as dist
 
+#: ``torch.distributed`` is compiled in (fixed for the process; checked once).
+_AVAILABLE = dist.is_available()
+
 
 def is_distributed() -> bool:
     """True under an initialised ``torch.distributed`` process group with > 1 rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return _AVAILABLE and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
     """This process's rank (0 outside ``torch.distributed``)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _AVAILABLE and dist.is_initialized() else 0
 
 
 def world_size() -> int:
     """Number of ranks (1 outside ``torch.distributed``)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _AVAILABLE and dist.is_initialized() else 1
 
 
 def _device() -> torch.device:

@@ -189,23 +189,25 @@ class Guard(Part):
         self.shift_z = 0.0
 
     # -- verdict ------------------------------------------------------------------------------
-    def spike_score(self, loss: float) -> float:
+    def spike_score(self, loss: float, exact: bool = True) -> float:
         """Robust z-score of ``loss`` against the recent healthy losses (0 without history).
 
         The scale is ``1.4826·MAD`` floored as described in the class docstring; a loss at or
-        below the median gets a non-positive score without computing the MAD.
+        below the median gets a non-positive score without computing the MAD. With
+        ``exact=False`` a score the floors alone keep under ``spike_threshold`` is returned
+        without the MAD either (it only bounds the score: ``check`` compares, no more).
         """
         if len(self.losses) < self.min_history:
             return 0.0
         med = median(self.losses)
         if loss <= med:  # at or below the median: never a spike, skip the MAD
             return (loss - med) / max(self.spike_floor * abs(med), 1e-8)
-        mad = median(abs(x - med) for x in self.losses)
         first = abs(self.first_loss) if self.first_loss is not None else 0.0
-        scale = max(
-            MAD_TO_SIGMA * mad, self.spike_floor * abs(med), self.scale_floor * first, 1e-8
-        )
-        return (loss - med) / scale
+        floor = max(self.spike_floor * abs(med), self.scale_floor * first, 1e-8)
+        if not exact and (loss - med) / floor <= self.spike_threshold:
+            return (loss - med) / floor
+        mad = median(abs(x - med) for x in self.losses)
+        return (loss - med) / max(MAD_TO_SIGMA * mad, floor)
 
     def check(self, signals: Signals, step: int, drift_checks: bool = True) -> tuple[str, str]:
         """Verdict for this step: ``("ok" | "skip" | "rollback" | "shift" | "checked",
@@ -222,7 +224,7 @@ class Guard(Part):
         restored_first = self.verify_after_rollback  # the restored weights' first loss?
         if finite:  # a skipped step leaves the weights as restored: judge the next one
             self.verify_after_rollback = False
-        z = self.spike_score(loss) if finite else math.nan
+        z = self.spike_score(loss, exact=False) if finite else math.nan
         if restored_first and z > self.spike_threshold and self.rollbacks:
             # the known-good weights spike too: the data changed, not the weights
             self.rollbacks.pop()

@@ -41,6 +41,7 @@ from cadence.regime.schedule import GroupSchedules
 BASE_PREFIX = "cadence_base_"
 LR_MULT_KEY = "cadence_lr_mult"
 CLIP_KEY = "cadence_clip_norm"
+BASE_LR_KEY = BASE_PREFIX + "lr"
 
 
 def base_key(knob: str) -> str:
@@ -186,8 +187,12 @@ class Knobs:
 
     def schedule(self, name: str, step: int) -> float:
         """Schedule multiplier of group ``name`` at ``step`` (memoised for one step)."""
+        return self.multipliers(step)[name]
+
+    def multipliers(self, step: int) -> dict[str, float]:
+        """Every group's schedule multiplier at ``step``, checked (memoised for one step)."""
         if self._sched_step != step:
-            values = {n: self.schedules(n, step) for n in self.names}
+            values = self.schedules.at(step)
             for n, v in values.items():
                 if not (v >= 0.0 and math.isfinite(v)):  # NaN fails the first test too
                     raise ValueError(
@@ -196,7 +201,7 @@ class Knobs:
                         "the loss, a NaN one would poison the weights)"
                     )
             self._sched_step, self._sched = step, values
-        return self._sched[name]
+        return self._sched
 
     def lr(self, name: str, step: int) -> float:
         return self.base(name, "lr") * self.schedule(name, step) * self.multiplier(name)
@@ -210,17 +215,15 @@ class Knobs:
 
     def views(self, step: int) -> list[GroupView]:
         """What controllers may know about each group (they never see the optimizer)."""
-        return [
-            GroupView(
-                name=n,
-                values={k: self.value(n, k, step) for k in self.available[n]},
-                base={k: self.base(n, k) for k in self.available[n]},
-                num_params=self.num_params[n],
-                depth=g.get("depth"),
-                pretrained=bool(g.get("pretrained", False)),
-            )
-            for n, g in self.groups.items()
-        ]
+        sched = self.multipliers(step)
+        out = []
+        for n, g in self.groups.items():
+            base = {k: float(g[BASE_PREFIX + k]) for k in self.available[n]}
+            values = {k: (base[k] * sched[n] * float(g[LR_MULT_KEY]) if k == "lr"
+                          else read_knob(g, k)) for k in self.available[n]}
+            out.append(GroupView(n, values, base, self.num_params[n], g.get("depth"),
+                                 bool(g.get("pretrained", False))))
+        return out
 
     # -- deciding and writing -----------------------------------------------------------------
     def decide(
@@ -275,9 +278,11 @@ class Knobs:
 
     def write_lr(self, step: int) -> None:
         """Write every group's effective lr for update number ``step``."""
+        sched = self.multipliers(step)
         for n, g in self.groups.items():
             if "lr" in self.available[n]:
-                self._written[n] = value = self.lr(n, step)
+                value = float(g[BASE_LR_KEY]) * sched[n] * float(g[LR_MULT_KEY])
+                self._written[n] = value
                 write_knob(g, "lr", value)
 
     def adopt_outside_changes(self, step: int, signals: Mapping[str, float]) -> list[Event]:

@@ -140,13 +140,13 @@ class Measurer:
         else:
             norms = per_tensor_norms(grads)
             micro_t = torch.stack(self._micro_norms) if self._micro_norms else None
-        dev, n = norms.device, norms.numel()
-        parts = [loss_t.reshape(1).to(dev, norms.dtype), norms]
+        n = norms.numel()
+        parts = [loss_t.reshape(1).to(norms), norms]
         if micro_t is not None:
-            parts.append(micro_t.to(dev, norms.dtype))
+            parts.append(micro_t.to(norms))
         host = torch.cat(parts).tolist()  # the one host transfer of the step
         loss, micro = host[0], host[1 + n:]
-        grad_norm = math.sqrt(math.fsum(x * x for x in host[1:1 + n]))
+        grad_norm = math.hypot(*host[1:1 + n])
         self.reset()
         ctx = MeasureContext(
             step=step,

@@ -109,6 +109,20 @@ class GroupSchedules:
         sch = self.by_group[group]
         return 1.0 if sch is None else float(sch(step))
 
+    def at(self, step: int) -> dict[str, float]:
+        """Every group's multiplier at ``step``; a schedule shared by groups runs once."""
+        seen: dict[int, float] = {}
+        out = {}
+        for g, sch in self.by_group.items():
+            if sch is None:
+                out[g] = 1.0
+                continue
+            v = seen.get(id(sch))
+            if v is None:
+                v = seen[id(sch)] = float(sch(step))
+            out[g] = v
+        return out
+
     def replan(self, at: int, old_total: int, new_total: int) -> None:
         """Stretch every group's remaining schedule from ``at`` to ``new_total``."""
         for g, sch in self.by_group.items():
