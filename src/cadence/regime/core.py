@@ -16,12 +16,11 @@ from typing import Any
 import torch
 
 from cadence.checks import check_int, warn_user
-from cadence.events import Event, MemorySink, Sink
+from cadence.events import MemorySink, Sink
 from cadence.protocol import Controller, Proposal, Signal
 from cadence.regime import build, distributed
 from cadence.regime.arbiter import Arbiter
 from cadence.regime.bounds import check_bases, validate_bounds
-from cadence.regime.config import construct
 from cadence.regime.guard import Guard, GuardError
 from cadence.regime.knobs import Knobs
 from cadence.regime.measure import Measurement, Measurer, observed_values
@@ -263,12 +262,7 @@ class Regime(RegimeViews):
         context = build.context(self, step)
         return [p for c in self.controllers for p in c.propose(self.signals, context)]
 
-    def _log(self, events: list[Event]) -> None:
-        for event in events:
-            for sink in self.sinks:
-                sink.write(event)
-
-    # -- validation and horizon ---------------------------------------------------------------
+    # -- validation ---------------------------------------------------------------------------
     def observe(self, *args: Any, **metrics: float | torch.Tensor) -> None:
         """Record observed metrics (``val_loss=...``) for the controllers that use them.
 
@@ -286,44 +280,6 @@ class Regime(RegimeViews):
         if self.best is not None:
             self.best.offer(self.step_count, reduced)
         self._write_metrics(self.signals.get("loss"), reduced)
-
-    @classmethod
-    def from_config(
-        cls, optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
-    ) -> Regime:
-        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``).
-
-        Every ``ValueError`` about the configuration is a ``ConfigError`` naming the file,
-        including those only the optimizer can reveal (a bound that excludes a group's lr, a
-        schedule for a group that does not exist).
-        """
-        return construct(cls, optimizer, path, overrides)
-
-    def replan(self, total_steps: int) -> None:
-        """Change the horizon: stretch the rest of every schedule to ``total_steps``.
-
-        Logs a ``"replan"`` event. The part of the schedule already run is unchanged.
-        """
-        new, old = check_int("total_steps", total_steps), self._total_steps
-        if new == old:
-            return
-        if new <= self.step_count:
-            raise ValueError(
-                f"total_steps={new} is not beyond the {self.step_count} steps already done"
-            )
-        reason = f"total_steps set to {new} (schedule unchanged: it had no horizon)"
-        if old is not None:
-            self.schedules.replan(self.step_count, old, new)
-            self._replans.append([self.step_count, old, new])
-            reason = (f"total_steps {old} -> {new}: remaining schedule stretched from step "
-                      f"{self.step_count}")
-        self._total_steps = new
-        if self.trials is not None:
-            self.trials.total_steps = new
-        self.knobs.forget_schedule_cache()
-        self._log([Event(self.step_count, None, None, old, new, "regime", reason,
-                         dict(self.signals), "replan")])
-        self.knobs.write_lr(self.step_count)
 
 
 __all__ = ["GuardError", "Regime"]

@@ -294,6 +294,8 @@ class Knobs:
         events = []
         for n, g in self.groups.items():
             written = self._written.get(n)
+            if g["lr"] is written:  # the very float object the regime wrote: untouched
+                continue
             if written is None or isinstance(g["lr"], torch.Tensor):
                 continue
             seen = float(g["lr"])

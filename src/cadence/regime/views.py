@@ -1,6 +1,7 @@
 """What a Regime shows and keeps: its knob values, events, configuration, state, snapshots
-and best-by-validation weights, and closing its sinks. The step loop is in ``core``; this
-base class holds the read-and-persist surface so that the loop reads on its own."""
+and best-by-validation weights, closing its sinks, building it from a configuration file and
+re-planning its horizon. The step loop is in ``core``; this base class holds the rest of the
+public surface so that the loop reads on its own."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cadence.checks import check_int
 from cadence.events import Event, MemorySink, Sink
-from cadence.regime.config import describe
+from cadence.regime.config import construct, describe
 from cadence.regime.state import load_regime_state, regime_state
 
 if TYPE_CHECKING:
+    import torch
+
     from cadence.protocol import Controller
     from cadence.regime.knobs import Knobs
     from cadence.regime.run_folder import RunFolder
+    from cadence.regime.schedule import GroupSchedules
     from cadence.regime.snapshot import BestSnapshot, Snapshot
+    from cadence.regime.trials import Trials
 
 
 _V = TypeVar("_V", bound="RegimeViews")
@@ -41,9 +47,53 @@ class RegimeViews:
     best: BestSnapshot | None
     _memory: MemorySink
     _total_steps: int | None
+    _replans: list[list[int]]
+    schedules: GroupSchedules
+    trials: Trials | None
 
-    def replan(self, total_steps: int) -> None:  # the loop's (core.Regime.replan)
-        raise NotImplementedError
+    def _log(self, events: list[Event]) -> None:
+        """Hand each event to every sink (the memory sink, the run folder, the user's)."""
+        for event in events:
+            for sink in self.sinks:
+                sink.write(event)
+
+    @classmethod
+    def from_config(
+        cls: type[_V], optimizer: torch.optim.Optimizer, path: str | Path, **overrides: Any
+    ) -> _V:
+        """Build a Regime from a configuration file (TOML, YAML, JSON or a ``config.json``).
+
+        Every ``ValueError`` about the configuration is a ``ConfigError`` naming the file,
+        including those only the optimizer can reveal (a bound that excludes a group's lr, a
+        schedule for a group that does not exist).
+        """
+        return construct(cls, optimizer, path, overrides)
+
+    def replan(self, total_steps: int) -> None:
+        """Change the horizon: stretch the rest of every schedule to ``total_steps``.
+
+        Logs a ``"replan"`` event. The part of the schedule already run is unchanged.
+        """
+        new, old = check_int("total_steps", total_steps), self._total_steps
+        if new == old:
+            return
+        if new <= self.step_count:
+            raise ValueError(
+                f"total_steps={new} is not beyond the {self.step_count} steps already done"
+            )
+        reason = f"total_steps set to {new} (schedule unchanged: it had no horizon)"
+        if old is not None:
+            self.schedules.replan(self.step_count, old, new)
+            self._replans.append([self.step_count, old, new])
+            reason = (f"total_steps {old} -> {new}: remaining schedule stretched from step "
+                      f"{self.step_count}")
+        self._total_steps = new
+        if self.trials is not None:
+            self.trials.total_steps = new
+        self.knobs.forget_schedule_cache()
+        self._log([Event(self.step_count, None, None, old, new, "regime", reason,
+                         dict(self.signals), "replan")])
+        self.knobs.write_lr(self.step_count)
 
     def _write_metrics(self, loss: float | None, observed: dict[str, float] | None) -> None:
         record: dict[str, Any] = {"step": self.step_count, "time": time.time(), "loss": loss,
