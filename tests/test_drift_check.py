@@ -25,8 +25,9 @@ def _run(kind: str, steps: int = 520, seed: int = 0) -> cadence.Regime:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # the ×8 ramp makes the run chaotic: which fires first, a drift alarm or a spike,
-        # depends on the whole path (seed, lr trials); seed 0 at this horizon takes the
-        # drift-check path this test is about
+        # depends on the whole path (seed, lr trials); the "lr" test's seed takes the
+        # drift-check path it is about (seeds 2, 4 and 5 do since harmful trials restore
+        # their start's weights; seed 2's first trial is one)
         regime = cadence.Regime(opt, total_steps=900, schedule=schedule)
         for step in range(steps):
             x = torch.randn(64, 10, generator=gen)
@@ -45,7 +46,7 @@ def _rewarms(regime: cadence.Regime) -> int:
 
 
 def test_a_rise_the_lr_caused_is_not_answered_by_a_rewarm() -> None:
-    regime = _run("lr")
+    regime = _run("lr", seed=2)
     assert _rewarms(regime) == 0
     assert not [e for e in regime.events if e.kind == "drift"]
     checked = [e for e in regime.events if e.reason.startswith("drift check ended")]

@@ -234,6 +234,13 @@ class Regime(RegimeViews):
             proposals, events = self.trials.judge(proposals, m.step, self.signals)
             self._log(events)
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
+        if self.trials is not None:  # a harmful trial's weights go; a new one's are kept
+            undone = self.recovery.undo_trial(m.step, self.trials.pop_restore())
+            if self.trials.open is not None and self.trials.open.start == m.step:
+                self.recovery.keep_snapshot(m.step, self._snapshot_path, self.state_dict, True)
+            if undone:
+                self._log(undone)
+                return False
         if clip_at is not None:
             self.signals["clip_threshold"] = clip_at
             self.knobs.clip(m.grads, m.grad_norm, clip_at)

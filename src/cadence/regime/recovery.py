@@ -99,15 +99,30 @@ class Recovery:
         knobs.write_lr(m.step)
         return events
 
+    def undo_trial(self, step: int, start: int | None) -> list[Event]:
+        """Restore the weights a harmful trial started from (the snapshot taken when it
+        opened at ``start``); the update at hand is dropped, as after a rollback."""
+        if start is None or self.guard is None or self.snapshot.step != start:
+            return []
+        self.snapshot.restore()
+        self.guard.rewind(start)
+        self.optimizer.zero_grad(set_to_none=True)
+        reason = (f"a harmful trial's weights were replaced by those of step {start}, where "
+                  "it started (not charged as a rollback)")
+        return [Event(step, None, None, None, None, "trials", reason, {}, "rollback")]
+
     def reintroduce(self, step: int) -> list[Proposal]:
         """The guard's next step in giving back an lr cut, if one is due."""
         return self.guard.reintroduce(step) if self.guard is not None else []
 
     def keep_snapshot(
-        self, step: int, path: Path | None, state: Callable[[], dict[str, Any]]
+        self, step: int, path: Path | None, state: Callable[[], dict[str, Any]],
+        now: bool = False,
     ) -> None:
-        """Take the known-good snapshot when one is due (and write it to ``path``)."""
-        if self.guard is None or not self.snapshot_every or step % self.snapshot_every:
+        """Take the known-good snapshot when one is due, or ``now`` (a trial starts), and
+        write it to ``path``."""
+        if self.guard is None or not self.snapshot_every or (step % self.snapshot_every
+                                                             and not now):
             return
         self.snapshot.take(step)
         self.guard.mark_reference(step)

@@ -11,7 +11,12 @@ window; the trial is **kept** iff its projection is lower by more than ``z`` sta
 errors (serial correlation of the mini-batch noise taken into account through the lag-1
 autocorrelation of the residuals; see :func:`verdict`) and by more than
 ``min_effect``. Otherwise it is **reverted** (its factor is undone). A guard action
-during a trial reverts it at once.
+during a trial reverts it at once. A trial reverted as *harmful* — its projection worse
+by as many standard errors as a keep needs, and its window's mean loss above the
+baseline's — also asks for the weights it started from (:attr:`Trials.restore_to`): the
+Regime snapshots them when a trial opens, and reverting the lr alone would leave the
+damage the experiment did (on the GRU a ×2 step past the stable lr, run for its whole
+window, cost 6 points of test accuracy that the lr revert did not give back).
 
 Why these choices (research notes, ``trials.md``): comparing raw before/after means
 favours "after" because the loss falls by design, hence the trend; a level-only
@@ -96,6 +101,10 @@ def serial_correlation(chunks: Sequence[Sequence[tuple[float, float]]]) -> float
     raw = num / den
     size = n / max(1, sum(len(c) >= 4 for c in chunks))
     return min(max(raw + (1 + 3 * raw) / size, 0.0), 0.95)
+
+
+def _mean(points: Sequence[tuple[float, float]]) -> float:
+    return sum(y for _, y in points) / len(points)
 
 
 def _log_time(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -186,6 +195,9 @@ class Trials:
         self.steps_spent = 0
         self._log_scale = True
         self.clean_from = 0
+        #: set when a trial was reverted as harmful: the step it started at, whose
+        #: weights the Regime restores (and clears) in the same update
+        self.restore_to: int | None = None
 
     # -- the per-step calls -------------------------------------------------------------------
     def record(self, step: int, loss: float) -> None:
@@ -216,6 +228,12 @@ class Trials:
             elif self._can_open(p, step):
                 out.append(self._start(p, step, signals, events))
         return out, events
+
+    def pop_restore(self) -> int | None:
+        """The start of a trial just reverted as harmful (whose weights the Regime
+        restores), once; ``None`` otherwise."""
+        start, self.restore_to = self.restore_to, None
+        return start
 
     def abort(self, step: int, why: str, signals: Mapping[str, float]) -> list[Event]:
         """The guard acted (skip or rollback) during a trial: end it as reverted; its
@@ -320,7 +338,15 @@ class Trials:
         why = (f"projected {'log-' if use_log else ''}loss {ev['effect']:+.4f} "
                f"(SE {ev['se']:.4f}, z {ev['z']:+.2f}, needs z < -{needed:.3g}, "
                f"rho {ev['rho']:.2f}, n_eff {ev['n_eff']:.0f}, horizon {spec.horizon})")
-        revert = self._finish(step, kept, ev, why, signals, events)
+        level = {"level_baseline": _mean(self._scaled(t.baseline[-len(window):], use_log)),
+                 "level_trial": _mean(self._scaled(window, use_log))}
+        if (not kept and ev["z"] > needed
+                and level["level_trial"] > level["level_baseline"]):
+            self.restore_to = t.start
+            why += (f"; harmful, and its mean {'log-' if use_log else ''}loss "
+                    f"{level['level_trial']:.4g} is above the {level['level_baseline']:.4g} "
+                    f"before it: the weights of step {t.start} are restored")
+        revert = self._finish(step, kept, {**ev, **level}, why, signals, events)
         return [] if kept else [revert]
 
     def _finish(self, step: int, kept: bool, evidence: Mapping[str, float], verdict: str,
