@@ -249,3 +249,71 @@ def test_no_known_good_snapshot_is_taken_while_a_trial_is_open() -> None:
     assert start == 40 and end > start
     assert [s for s in taken if start < s < end] == []  # 40: taken before it opened
     assert 30 in taken and any(s >= end for s in taken)
+
+
+def _noisy_regression(lr: float, ctrl: Controller, steps: int = 150,
+                      on_step: Any = None) -> tuple[Any, torch.nn.Module]:
+    """SGD on a noisy linear regression, guard on (snapshots every 10 updates)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 10, generator=gen)
+    y = x @ torch.randn(10, 1, generator=gen) + 0.5 * torch.randn(256, 1, generator=gen)
+    model = torch.nn.Linear(10, 1)
+    regime = cadence.Regime(torch.optim.SGD(model.parameters(), lr=lr), total_steps=steps,
+                            preset="constant", controllers=[ctrl], snapshot_every=10,
+                            max_change=None)
+    for _ in range(steps):
+        if on_step is not None:
+            on_step(regime, model)
+        idx = torch.randint(0, 256, (32,), generator=gen)
+        loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+        loss.backward()
+        regime.step(loss)
+    return regime, model
+
+
+def test_a_harmful_trial_gives_back_the_weights_it_started_from() -> None:
+    """lr ×4 near the stability edge raises the loss: the revert restores the lr and the
+    weights of the trial's first update (snapshotted when it opened), and drops that
+    update, as a rollback does; the guard's rollback budget is not charged."""
+    seen: dict[int, list[torch.Tensor]] = {}
+
+    def keep(regime: Any, model: torch.nn.Module) -> None:
+        seen[regime.step_count] = [p.detach().clone() for p in model.parameters()]
+
+    regime, model = _noisy_regression(0.1, TryOnce(factor=4.0, at=40, window=30), on_step=keep)
+    started, ended = _trial_events(regime)
+    assert "reverted" in ended.reason and "harmful" in ended.reason, ended.reason
+    assert ended.signals["trial_level_trial"] > ended.signals["trial_level_baseline"]
+    undo = [e for e in regime.events if e.kind == "rollback" and e.source == "trials"]
+    assert len(undo) == 1 and undo[0].step == ended.step and "step 40" in undo[0].reason
+    assert regime.guard is not None and regime.guard.rollbacks == []
+    assert regime.values()["group0"]["lr"] == pytest.approx(0.1)
+    # the revert's update was dropped (step_count stayed), so the next update saw exactly
+    # the weights update 40 saw, when the trial opened
+    assert all(torch.equal(a, b) for a, b in zip(seen[ended.step], seen[40], strict=True))
+
+
+def test_a_merely_slower_trial_keeps_its_weights() -> None:
+    """A ×0.25 cut of a good lr is reverted (slower progress) but did no harm to undo."""
+    regime, _ = _noisy_regression(0.05, TryOnce(factor=0.25, at=40, window=30))
+    _, ended = _trial_events(regime)
+    assert "reverted" in ended.reason and "harmful" not in ended.reason, ended.reason
+    assert not [e for e in regime.events if e.kind == "rollback"]
+
+
+def test_trials_ask_for_a_restore_only_when_harmful() -> None:
+    trials = Trials(total_steps=1000)
+    rng = np.random.default_rng(0)
+    losses = iter(1.0 + 0.01 * rng.standard_normal(400))
+    proposal = Proposal("lr", factor=2.0, source="t", reason="r",
+                        trial=TrialSpec(window=30, burn_in=5, horizon=30))
+    for step in range(100):
+        trials.record(step, next(losses))
+    _, _ = trials.judge([proposal], 100, {})
+    assert trials.open is not None and trials.open.start == 100
+    for step in range(100, 136):
+        trials.record(step, 2.0 + 0.01 * rng.standard_normal())  # the loss doubled
+    trials.judge([], 135, {})
+    assert trials.outcomes[-1].kept is False
+    assert trials.pop_restore() == 100 and trials.pop_restore() is None
