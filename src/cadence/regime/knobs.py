@@ -41,12 +41,16 @@ from cadence.regime.schedule import GroupSchedules
 BASE_PREFIX = "cadence_base_"
 LR_MULT_KEY = "cadence_lr_mult"
 CLIP_KEY = "cadence_clip_norm"
-BASE_LR_KEY = BASE_PREFIX + "lr"
 
 
 def base_key(knob: str) -> str:
     """Key under which a group's base value of ``knob`` is stored (``cadence_base_lr``...)."""
     return BASE_PREFIX + knob
+
+
+def _effective_lr(group: Mapping[str, Any], schedule: float) -> float:
+    """``cadence_base_lr × schedule × cadence_lr_mult``: the lr the group steps with."""
+    return float(group[BASE_PREFIX + "lr"]) * schedule * float(group[LR_MULT_KEY])
 
 
 def has_knob(group: Mapping[str, Any], knob: str) -> bool:
@@ -204,7 +208,7 @@ class Knobs:
         return self._sched
 
     def lr(self, name: str, step: int) -> float:
-        return self.base(name, "lr") * self.schedule(name, step) * self.multiplier(name)
+        return _effective_lr(self.groups[name], self.schedule(name, step))
 
     def value(self, name: str, knob: str, step: int) -> float:
         return self.lr(name, step) if knob == "lr" else read_knob(self.groups[name], knob)
@@ -218,9 +222,9 @@ class Knobs:
         sched = self.multipliers(step)
         out = []
         for n, g in self.groups.items():
-            base = {k: float(g[BASE_PREFIX + k]) for k in self.available[n]}
-            values = {k: (base[k] * sched[n] * float(g[LR_MULT_KEY]) if k == "lr"
-                          else read_knob(g, k)) for k in self.available[n]}
+            base = {k: float(g[base_key(k)]) for k in self.available[n]}
+            values = {k: _effective_lr(g, sched[n]) if k == "lr" else read_knob(g, k)
+                      for k in self.available[n]}
             out.append(GroupView(n, values, base, self.num_params[n], g.get("depth"),
                                  bool(g.get("pretrained", False))))
         return out
@@ -281,8 +285,7 @@ class Knobs:
         sched = self.multipliers(step)
         for n, g in self.groups.items():
             if "lr" in self.available[n]:
-                value = float(g[BASE_LR_KEY]) * sched[n] * float(g[LR_MULT_KEY])
-                self._written[n] = value
+                self._written[n] = value = _effective_lr(g, sched[n])
                 write_knob(g, "lr", value)
 
     def adopt_outside_changes(self, step: int, signals: Mapping[str, float]) -> list[Event]:

@@ -346,9 +346,9 @@ class Trials:
                f"rho {ev['rho']:.2f}, n_eff {ev['n_eff']:.0f}, horizon {spec.horizon})")
         level = {"level_baseline": _mean(self._scaled(t.baseline[-len(window):], use_log)),
                  "level_trial": _mean(self._scaled(window, use_log))}
-        rise = level["level_trial"] - level["level_baseline"]
-        if not kept and ev["z"] > needed and rise > (HARM_RISE if use_log
-                                                     else HARM_RISE * abs(_mean(window))):
+        rise = level["level_trial"] - level["level_baseline"]  # raw losses: relative to it
+        bar = HARM_RISE if use_log else HARM_RISE * abs(level["level_trial"])
+        if not kept and ev["z"] > needed and rise > bar:
             self.restore_to = t.start
             why += (f"; harmful, and its mean {'log-' if use_log else ''}loss "
                     f"{level['level_trial']:.4g} is clearly above the "
