@@ -281,3 +281,13 @@ def test_rolling_quadratic_state_round_trip_is_exact(values: list[float], n: int
     assert list(a.values) == list(b.values)
     if len(a.values) == n:
         assert a.forecast() == b.forecast()
+
+
+def test_rolling_quadratic_refuses_too_few_points() -> None:
+    with pytest.raises(ValueError, match="n must be an int >= 4"):
+        RollingQuadratic(3)
+    fit = RollingQuadratic(10)
+    for y in range(9):
+        fit.push(float(y))
+    with pytest.raises(ValueError, match="needs 10 values, has 9"):
+        fit.forecast()

@@ -61,6 +61,7 @@ class RollingQuadratic:
     """
 
     def __init__(self, n: int) -> None:
+        n = check_int("n", n, 4)  # a quadratic and a residual need at least 4 points
         design, _, x0, leverage = _quadratic_fit(n)
         self.n, self.h = n, 1.0 / n
         self._u_old, self._u_new = -1.0 / n - 0.5, (n - 1) / n - 0.5  # leaving / arriving
@@ -121,6 +122,8 @@ class RollingQuadratic:
     def forecast(self) -> tuple[float, float]:
         """One-step-ahead forecast and its standard error, as :func:`quadratic_forecast`
         of :attr:`values` (which must hold ``n`` values)."""
+        if len(self.values) < self.n:
+            raise ValueError(f"forecast needs {self.n} values, has {len(self.values)}")
         s = self._s
         coef = [g[0] * s[0] + g[1] * s[1] + g[2] * s[2] for g in self._ginv]
         rss = max(self._q - (coef[0] * s[0] + coef[1] * s[1] + coef[2] * s[2]), 0.0)
