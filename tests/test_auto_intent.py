@@ -99,9 +99,10 @@ def _context(step: int, val: float, metrics_step: int) -> Context:
 def test_overfitting_cuts_the_lr_and_a_growing_gap_raises_weight_decay() -> None:
     ctrl = ValidationResponse(patience=2)
     out = []
-    # validation 1.0 (best), then worse twice while training keeps falling
+    # validation 1.0 (best, late enough not to be immediate), then worse twice while
+    # training keeps falling
     for i, (val, train) in enumerate([(1.0, 0.9), (1.05, 0.7), (1.1, 0.5)]):
-        out = ctrl.propose({"loss_ema_short": train}, _context(100 * i, val, 100 * i))
+        out = ctrl.propose({"loss_ema_short": train}, _context(300 + 100 * i, val, 300 + 100 * i))
     knobs = {p.knob: p for p in out}
     assert knobs["lr"].factor == 0.5 and "overfitting" in knobs["lr"].reason
     assert knobs["weight_decay"].factor == 2.0 and "gap grew" in knobs["weight_decay"].reason

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 #: Allowed values of ``Event.kind`` (see docs/formats.md).
-EVENT_KINDS: tuple[str, ...] = ("change", "skip", "rollback", "replan", "drift", "trial")
+EVENT_KINDS: tuple[str, ...] = ("change", "skip", "rollback", "replan", "drift", "trial",
+                                 "restart")
 
 
 def _json_float(x: Any) -> Any:

@@ -77,7 +77,11 @@ class Proposal:
     target the arbiter moves towards, within its per-step clamp) is set.
     ``group=None`` applies to every group. ``urgent=True`` (guards and trials) bypasses
     the per-step clamp, never the absolute bounds. ``trial`` makes it tentative (see
-    :class:`TrialSpec`): only ``factor`` proposals can be trials.
+    :class:`TrialSpec`): only ``factor`` proposals can be trials. ``restart=True`` (an
+    ``lr`` factor, from a controller that declares ``may_restart``) asks the Regime to
+    start over from the initial weights with the lr scaled by ``factor`` and the schedule
+    replayed over the steps that are left: the answer to a rate that overfits before
+    validation could first look.
     """
 
     knob: str
@@ -88,6 +92,7 @@ class Proposal:
     source: str = ""
     urgent: bool = False
     trial: TrialSpec | None = None
+    restart: bool = False
 
     def __post_init__(self) -> None:
         if self.knob not in KNOBS:
@@ -102,6 +107,8 @@ class Proposal:
             )
         if self.trial is not None and self.factor is None:
             raise ValueError("a trial Proposal needs factor= (its revert divides by it)")
+        if self.restart and (self.knob != "lr" or self.factor is None or self.trial):
+            raise ValueError("a restart Proposal is an lr factor= (not a trial)")
 
 
 #: Flat mapping of signal name → float. Per-group values use the key ``f"{name}/{group}"``
@@ -226,9 +233,12 @@ class Controller(Part):
     """A decision rule. ``propose`` must be deterministic given (signals, context, own
     state) so every rank decides the same; it never touches the optimizer.
     ``proposes_trials = True`` declares that it makes tentative proposals (``TrialSpec``),
-    so the Regime runs its trials part (and its per-step bookkeeping) only when needed."""
+    so the Regime runs its trials part (and its per-step bookkeeping) only when needed.
+    ``may_restart = True`` declares that it may propose a restart (``Proposal.restart``),
+    so the Regime keeps a copy of the initial weights."""
 
     proposes_trials: bool = False
+    may_restart: bool = False
 
     def propose(self, signals: Signals, context: Context) -> list[Proposal]:
         raise NotImplementedError(f"{type(self).__name__} must define propose()")

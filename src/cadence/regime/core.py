@@ -159,7 +159,8 @@ class Regime(RegimeViews):
         self.arbiter = Arbiter(max_change, max_lr_spread, smoothing)
         self.trials = (Trials(self._total_steps, **plan.options.get("trials", {}))
                        if any(c.proposes_trials for c in self.controllers) else None)
-        self.recovery = Recovery(optimizer, self.guard, scaler, self.snapshot_every)
+        self.recovery = Recovery(optimizer, self.guard, scaler, self.snapshot_every,
+                                 keep_initial=any(c.may_restart for c in self.controllers))
         self.snapshot = self.recovery.snapshot
         self.best = BestSnapshot(optimizer) if plan.options.get("keep_best") else None
 
@@ -233,6 +234,8 @@ class Regime(RegimeViews):
             self.trials.record(m.step, m.loss)
             proposals, events = self.trials.judge(proposals, m.step, self.signals)
             self._log(events)
+        if any(p.restart for p in proposals) and self._restart(m.step, proposals):
+            return False  # started over from the initial weights: this update is dropped
         self._log(self.knobs.decide(self.arbiter, proposals, m.step, self.signals))
         if self.trials is not None:  # a harmful trial's weights go; a new one's are kept
             undone = self.recovery.undo_trial(m.step, self.trials.pop_restore())

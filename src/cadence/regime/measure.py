@@ -13,6 +13,7 @@ on steps the guard found healthy.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import numbers
@@ -64,6 +65,7 @@ class Measurer:
         }
         self._every = [(s, max(1, int(s.every))) for s in signals]
         self._after = {id(s) for s in signals if type(s).after_step is not Signal.after_step}
+        self._fresh = [copy.deepcopy(s.state_dict()) for s in signals]  # for a restart
         self.micro = 0
         self._losses: list[torch.Tensor] = []
         self._micro_norms: list[torch.Tensor] = []
@@ -86,6 +88,13 @@ class Measurer:
     def reset(self) -> None:
         """Forget the micro-batches of the current update (after it, or after a resume)."""
         self.micro, self._losses, self._micro_norms = 0, [], []
+
+    def restart(self) -> None:
+        """Every signal back to its state at construction (a restart: the history it
+        holds belongs to weights that were abandoned)."""
+        for s, fresh in zip(self.signals, self._fresh, strict=True):
+            s.load_state_dict(copy.deepcopy(fresh))
+        self.reset()
 
     def grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         params = [p for p in self.params if p.grad is not None]

@@ -10,6 +10,7 @@ a run folder, written to disk.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,12 +32,16 @@ class Recovery:
 
     def __init__(
         self, optimizer: torch.optim.Optimizer, guard: Guard | None, scaler: Any,
-        snapshot_every: int,
+        snapshot_every: int, keep_initial: bool = False,
     ) -> None:
         self.optimizer, self.guard, self.scaler = optimizer, guard, scaler
         self.snapshot_every = snapshot_every
         self.snapshot = Snapshot(optimizer)
         self.held = Snapshot(optimizer)  # the current weights, during a drift check
+        #: the weights before the first update, which a restart goes back to (kept only
+        #: when a controller may restart; not in checkpoints, so not after a resume)
+        self.initial = Snapshot(optimizer, offload=True) if keep_initial else None
+        self._fresh_guard = copy.deepcopy(guard.state_dict()) if guard is not None else None
 
     def clip_threshold(self) -> float | None:
         """The guard's adaptive clipping threshold, from earlier steps only (ask before
@@ -111,6 +116,18 @@ class Recovery:
                   "it started (not charged as a rollback)")
         return [Event(step, None, None, None, None, "trials", reason, {}, "rollback")]
 
+    def restart(self) -> bool:
+        """Put the initial weights and optimizer state back and forget the guard's history,
+        as at the start; ``False`` (nothing done) when no initial copy is held."""
+        if self.initial is None or not self.initial.valid:
+            return False
+        self.initial.restore()
+        if self.guard is not None and self._fresh_guard is not None:
+            self.guard.load_state_dict(copy.deepcopy(self._fresh_guard))
+        self.snapshot.step = None  # what it held belongs to the run that was abandoned
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
     def reintroduce(self, step: int) -> list[Proposal]:
         """The guard's next step in giving back an lr cut, if one is due."""
         return self.guard.reintroduce(step) if self.guard is not None else []
@@ -120,7 +137,9 @@ class Recovery:
         now: bool = False,
     ) -> None:
         """Take the known-good snapshot when one is due, or ``now`` (a trial starts), and
-        write it to ``path``."""
+        write it to ``path``. Before the first update, also keep the initial weights."""
+        if self.initial is not None and step == 0 and not self.initial.valid:
+            self.initial.take(0)
         if self.guard is None or not self.snapshot_every or (step % self.snapshot_every
                                                              and not now):
             return

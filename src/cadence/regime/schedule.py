@@ -27,35 +27,45 @@ def schedule_to_dict(schedule: Any) -> dict[str, Any]:
 
 
 class Replanned:
-    """A schedule whose remaining part, from step ``at`` on, is stretched to a new horizon.
+    """A schedule whose part from step ``origin`` on is replayed from step ``at`` to a new
+    horizon.
 
-    For ``step < at`` it equals ``base``; after, the part of ``base`` that was left between
-    ``at`` and ``old_total`` is mapped linearly onto ``at … new_total``, so the curve is
-    continuous at ``at`` and reaches ``base(old_total)`` at ``new_total``. This works for any
-    schedule, closed-form or not, and composes when re-planned again.
+    For ``step < at`` it equals ``base``; after, the part of ``base`` between ``origin`` and
+    ``old_total`` is mapped linearly onto ``at … new_total``. A re-plan keeps
+    ``origin = at`` (the default): the curve is continuous at ``at`` and reaches
+    ``base(old_total)`` at ``new_total``. A restart uses ``origin = 0``: the whole schedule
+    (warmup included) runs again, compressed into the steps that are left. This works for
+    any schedule, closed-form or not, and composes when re-planned again.
     """
 
-    def __init__(self, base: ScheduleFn, at: int, old_total: int, new_total: int) -> None:
+    def __init__(self, base: ScheduleFn, at: int, old_total: int, new_total: int,
+                 origin: int | None = None) -> None:
         if new_total <= at:
             raise ValueError(
                 f"new total_steps={new_total} must be greater than the current step {at}"
             )
+        self.origin = at if origin is None else origin
+        if not 0 <= self.origin <= at:
+            raise ValueError(f"origin={self.origin} must lie in [0, at={at}]")
         self.base, self.at, self.old_total, self.new_total = base, at, old_total, new_total
-        self._ratio = max(old_total - at, 0) / (new_total - at)
+        self._ratio = max(old_total - self.origin, 0) / (new_total - at)
 
     def __call__(self, step: int) -> float:
         if step < self.at:
             return float(self.base(step))
-        return float(self.base(self.at + round((step - self.at) * self._ratio)))
+        return float(self.base(self.origin + round((step - self.at) * self._ratio)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "replanned",
             "base": schedule_to_dict(self.base),
             "at": self.at,
             "old_total": self.old_total,
             "new_total": self.new_total,
         }
+        if self.origin != self.at:
+            out["origin"] = self.origin
+        return out
 
 
 class GroupSchedules:
@@ -123,11 +133,15 @@ class GroupSchedules:
             out[g] = v
         return out
 
-    def replan(self, at: int, old_total: int, new_total: int) -> None:
-        """Stretch every group's remaining schedule from ``at`` to ``new_total``."""
+    def replan(self, at: int, old_total: int, new_total: int, origin: int | None = None) -> None:
+        """Stretch every group's remaining schedule from ``at`` to ``new_total`` (from
+        ``origin = 0``: replay it from its start, see :class:`Replanned`)."""
+        wrapped: dict[int, Replanned] = {}  # a schedule shared by groups stays shared
         for g, sch in self.by_group.items():
             if sch is not None:
-                self.by_group[g] = Replanned(sch, at, old_total, new_total)
+                if id(sch) not in wrapped:
+                    wrapped[id(sch)] = Replanned(sch, at, old_total, new_total, origin)
+                self.by_group[g] = wrapped[id(sch)]
 
     def to_dict(self) -> dict[str, Any]:
         """One schedule's dict when all groups share it, else ``{group: dict}``."""

@@ -22,10 +22,14 @@ from cadence.signals.core import is_sharded
 
 
 class Snapshot:
-    """In-memory copy of an optimizer's parameters and state, taken and restored in place."""
+    """In-memory copy of an optimizer's parameters and state, taken and restored in place.
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    ``offload=True`` keeps the parameters' copy in CPU memory (a copy that is rarely
+    restored, such as the initial weights, should not cost accelerator memory)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, offload: bool = False) -> None:
         self.optimizer = optimizer
+        self.offload = offload
         self.params: list[torch.Tensor] = [p for g in optimizer.param_groups for p in g["params"]]
         self.sharded = is_sharded(self.params)
         self._param_bufs: list[torch.Tensor] | None = None
@@ -46,13 +50,21 @@ class Snapshot:
 
         return [p.to_local() if isinstance(p, DTensor) else p.detach() for p in self.params]
 
+    def _copy(self, dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+        if self.offload:  # across devices: one copy per tensor
+            for d, s in zip(dst, src, strict=True):
+                d.copy_(s)
+        else:
+            torch._foreach_copy_(dst, src)
+
     @torch.no_grad()
     def take(self, step: int) -> None:
         """Copy the current parameters and optimizer state into the snapshot buffers."""
         if self._param_bufs is None:
-            self._param_bufs = [v.clone() for v in self._values()]
+            self._param_bufs = [v.to("cpu", copy=True) if self.offload else v.clone()
+                                for v in self._values()]
         else:
-            torch._foreach_copy_(self._param_bufs, self._values())
+            self._copy(self._param_bufs, self._values())
         state: dict[int, dict[str, Any]] = {}
         for i, p in enumerate(self.params):
             live = self.optimizer.state.get(p)
@@ -84,7 +96,7 @@ class Snapshot:
         """Write the snapshot back into the live parameters and optimizer state."""
         if self._param_bufs is None or self.step is None:
             raise RuntimeError("no snapshot has been taken yet; nothing to restore")
-        torch._foreach_copy_(self._values(), self._param_bufs)
+        self._copy(self._values(), self._param_bufs)
         for i, p in enumerate(self.params):
             saved = self._state.get(i)
             if saved is None:

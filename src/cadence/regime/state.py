@@ -108,8 +108,8 @@ def load_regime_state(regime: Any, state: Mapping[str, Any]) -> None:
         spec = resolve_preset(regime.preset, regime._plan_total, regime.warmup_steps).schedule
     regime.schedules = regime.knobs.schedules = GroupSchedules(spec, regime.group_names)
     regime._replans = [list(r) for r in state["replans"]]
-    for at, old, new in regime._replans:
-        regime.schedules.replan(at, old, new)
+    for at, old, new, *origin in regime._replans:  # [at, old, new] or, a restart, + [0]
+        regime.schedules.replan(at, old, new, *origin)
     regime._total_steps = state["total_steps"]
     regime.knobs.load_state_dict(state["knobs"])
     regime.arbiter.load_state_dict(state["arbiter"])

@@ -204,6 +204,7 @@ class Trials:
         #: set when a trial was reverted as harmful: the step it started at, whose
         #: weights the Regime restores (and clears) in the same update
         self.restore_to: int | None = None
+        self.stopped = False  # after a restart: the lr is for validation to move now
 
     # -- the per-step calls -------------------------------------------------------------------
     def record(self, step: int, loss: float) -> None:
@@ -251,11 +252,19 @@ class Trials:
             self._finish(step, False, {"aborted": 1.0}, f"aborted: {why}", signals, events))
         return events
 
+    def stop(self, step: int, why: str, signals: Mapping[str, float]) -> list[Event]:
+        """No more trials in this run (a restart: the training loss misled them, validation
+        moves the lr from now on); one under way ends as reverted."""
+        events = self.abort(step, why, signals)
+        self.stopped = True
+        self.history.clear()
+        return events
+
     # -- opening and closing ------------------------------------------------------------------
     def budget_left(self, spec: TrialSpec, step: int) -> bool:
         """True iff one more trial of ``spec`` fits the budget and ends within the run."""
         length = spec.burn_in + spec.window
-        if len(self.outcomes) >= self.max_trials:
+        if self.stopped or len(self.outcomes) >= self.max_trials:
             return False
         if self.total_steps is None:
             return True
@@ -388,6 +397,7 @@ class Trials:
             "steps_spent": self.steps_spent,
             "log_scale": self._log_scale,
             "clean_from": self.clean_from,
+            "stopped": self.stopped,
             "revert": [[p.knob, p.factor, p.group, p.reason] for p in self._revert],
             "open": None if t is None else {
                 "id": t.id, "start": t.start, "knob": t.proposal.knob,
@@ -408,6 +418,7 @@ class Trials:
         self.steps_spent = int(state["steps_spent"])
         self._log_scale = bool(state["log_scale"])
         self.clean_from = int(state["clean_from"])
+        self.stopped = bool(state.get("stopped", False))  # absent in states before restarts
         self._revert = [Proposal(k, factor=float(f), group=g, source="trials", reason=r,
                                  urgent=True) for k, f, g, r in state["revert"]]
         o = state["open"]

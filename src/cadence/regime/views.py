@@ -1,12 +1,13 @@
 """What a Regime shows and keeps: its knob values, events, configuration, state, snapshots
-and best-by-validation weights, closing its sinks, building it from a configuration file and
-re-planning its horizon. The step loop is in ``core``; this base class holds the rest of the
-public surface so that the loop reads on its own."""
+and best-by-validation weights, closing its sinks, building it from a configuration file,
+re-planning its horizon and starting over (a restart). The step loop is in ``core``; this
+base class holds the rest of the public surface so that the loop reads on its own."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,8 +19,11 @@ from cadence.regime.state import load_regime_state, regime_state
 if TYPE_CHECKING:
     import torch
 
-    from cadence.protocol import Controller
+    from cadence.protocol import Controller, Proposal
+    from cadence.regime.arbiter import Arbiter
     from cadence.regime.knobs import Knobs
+    from cadence.regime.measure import Measurer
+    from cadence.regime.recovery import Recovery
     from cadence.regime.run_folder import RunFolder
     from cadence.regime.schedule import GroupSchedules
     from cadence.regime.snapshot import BestSnapshot, Snapshot
@@ -50,6 +54,10 @@ class RegimeViews:
     _replans: list[list[int]]
     schedules: GroupSchedules
     trials: Trials | None
+    recovery: Recovery
+    measure: Measurer
+    arbiter: Arbiter
+    _snapshot_path: Path | None
 
     def _log(self, events: list[Event]) -> None:
         """Hand each event to every sink (the memory sink, the run folder, the user's)."""
@@ -94,6 +102,36 @@ class RegimeViews:
         self._log([Event(self.step_count, None, None, old, new, "regime", reason,
                          dict(self.signals), "replan")])
         self.knobs.write_lr(self.step_count)
+
+    def _restart(self, step: int, proposals: list[Proposal]) -> bool:
+        """Start over, as a controller's ``restart`` proposal asks: the initial weights
+        and optimizer state back, the lr scaled by its factor, the whole schedule replayed
+        over the steps left, signals and guard as new, no more trials; other proposals of
+        this update are dropped. ``False`` (the proposal then acts as a plain lr cut, and
+        an event says why) without a horizon to replay into or an initial copy of the
+        weights (a resumed run: checkpoints do not hold it)."""
+        ask = next(p for p in proposals if p.restart)
+        total = self._total_steps
+        if total is None or step >= total - 1 or not self.recovery.restart():
+            self._log([Event(step, None, None, None, None, ask.source,
+                             "no restart (no total_steps, no steps left, or no initial weights "
+                             "after a resume): the lr is cut instead", dict(self.signals),
+                             "change")])
+            return False
+        events = [Event(step, None, None, None, None, ask.source, ask.reason,
+                        dict(self.signals), "restart")]
+        if self.trials is not None:
+            events += self.trials.stop(step, "the run restarts", self.signals)
+        self.measure.restart()
+        self.signals = {}
+        self.schedules.replan(step, total, total, origin=0)
+        self._replans.append([step, total, total, 0])
+        self.knobs.forget_schedule_cache()
+        events += self.knobs.decide(self.arbiter, [replace(ask, restart=False)], step, {})
+        self.knobs.write_lr(step)
+        self.recovery.keep_snapshot(step, self._snapshot_path, self.state_dict, now=True)
+        self._log(events)
+        return True
 
     def _write_metrics(self, loss: float | None, observed: dict[str, float] | None) -> None:
         record: dict[str, Any] = {"step": self.step_count, "time": time.time(), "loss": loss,

@@ -43,6 +43,7 @@ _KIND_STYLE: dict[str, tuple[str, str]] = {  # kind -> (marker symbol, colour)
     "trial": ("triangle-up", "#ff7f0e"),
     "skip": ("x", "#e4002b"),
     "rollback": ("x-thin-open", "#b00020"),
+    "restart": ("hexagram", "#1f77b4"),
 }
 _ALERT_LINE_COLOUR = {"skip": "rgba(228,0,43,0.35)", "rollback": "rgba(176,0,32,0.7)"}
 
