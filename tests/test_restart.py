@@ -162,3 +162,26 @@ def test_without_an_initial_copy_the_restart_is_a_cut() -> None:
     assert [e for e in regime.events if e.reason.startswith("no restart")]
     cut = [e for e in regime.events if e.step == 40 and e.knob == "lr"]
     assert cut and cut[0].new == pytest.approx(0.1 * cut[0].old)
+
+
+def test_a_restart_under_a_grad_scaler_closes_its_iteration() -> None:
+    """With AMP's GradScaler the dropped update has been unscaled: the restart ends the
+    scaler's iteration, so the next updates step normally."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    regime = cadence.Regime(opt, total_steps=200, preset="cosine", warmup_steps=10,
+                            scaler=torch.amp.GradScaler("cpu"),
+                            controllers=[ValidationResponse(patience=2, restart_drop=1.0)])
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 8, generator=gen), torch.randn(64, 1, generator=gen)
+    vals = {19: 1.0, 29: 1.2, 39: 1.3}
+    stepped = []
+    for i in range(60):
+        loss = (model(x) - y).square().mean()
+        regime.scaler.scale(loss).backward()
+        stepped.append(regime.step(loss))
+        if i in vals:
+            regime.observe(val_loss=vals[i])
+    assert [e for e in regime.events if e.kind == "restart"]
+    assert stepped[40] is False and all(stepped[41:])

@@ -82,9 +82,7 @@ class Recovery:
             return [Event(m.step, None, None, None, None, "guard", reason, m.raw, "drift")]
         if verdict == "checked":  # a drift check that found no shift: say so, train on
             return [Event(m.step, None, None, None, None, "guard", reason, m.raw, "change")]
-        if self.scaler is not None:
-            self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._drop_update()
         if verdict == "skip":
             source = "scaler" if reason.startswith("GradScaler") else "guard"
             if self.guard is not None and self.guard.check_outcome in ("shift", "noise"):
@@ -111,7 +109,7 @@ class Recovery:
             return []
         self.snapshot.restore()
         self.guard.rewind(start)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._drop_update()
         reason = (f"a harmful trial's weights were replaced by those of step {start}, where "
                   "it started (not charged as a rollback)")
         return [Event(step, None, None, None, None, "trials", reason, {}, "rollback")]
@@ -125,8 +123,15 @@ class Recovery:
         if self.guard is not None and self._fresh_guard is not None:
             self.guard.load_state_dict(copy.deepcopy(self._fresh_guard))
         self.snapshot.step = None  # what it held belongs to the run that was abandoned
-        self.optimizer.zero_grad(set_to_none=True)
+        self._drop_update()
         return True
+
+    def _drop_update(self) -> None:
+        """The update at hand will not be stepped: close the GradScaler's iteration (it
+        has unscaled) and drop the gradients."""
+        if self.scaler is not None:
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def reintroduce(self, step: int) -> list[Proposal]:
         """The guard's next step in giving back an lr cut, if one is due."""
