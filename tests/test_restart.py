@@ -185,3 +185,22 @@ def test_a_restart_under_a_grad_scaler_closes_its_iteration() -> None:
             regime.observe(val_loss=vals[i])
     assert [e for e in regime.events if e.kind == "restart"]
     assert stepped[40] is False and all(stepped[41:])
+
+
+def test_the_dashboard_shows_a_restart(tmp_path) -> None:
+    pytest.importorskip("plotly", reason="the dashboard needs the [report] extra (plotly)")
+    from cadence.report import render_dashboard
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    folder = tmp_path / "run"
+    with cadence.Regime(opt, total_steps=200, preset="cosine", warmup_steps=10, log_dir=folder,
+                        controllers=[ValidationResponse(patience=2, restart_drop=1.0)]) as regime:
+        gen = torch.Generator().manual_seed(0)
+        x, y = torch.randn(64, 8, generator=gen), torch.randn(64, 1, generator=gen)
+        _run(model, regime, x, y, range(50), {19: 1.0, 29: 1.2, 39: 1.3})
+    lines = (folder / "events.jsonl").read_text().splitlines()
+    assert any('"kind": "restart"' in line for line in lines)
+    html = render_dashboard([folder])
+    assert "restart from the initial weights" in html
