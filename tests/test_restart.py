@@ -159,7 +159,8 @@ def test_without_an_initial_copy_the_restart_is_a_cut() -> None:
     regime.recovery.initial.step = None  # as after a resume
     _run(model, regime, x, y, range(1, 41), {19: 1.0, 29: 1.2, 39: 1.3})
     assert not [e for e in regime.events if e.kind == "restart"]
-    assert [e for e in regime.events if e.reason.startswith("no restart")]
+    assert [e for e in regime.events
+            if e.reason.startswith("no restart (no initial weights")]
     cut = [e for e in regime.events if e.step == 40 and e.knob == "lr"]
     assert cut and cut[0].new == pytest.approx(0.1 * cut[0].old)
 

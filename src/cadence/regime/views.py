@@ -91,17 +91,22 @@ class RegimeViews:
             )
         reason = f"total_steps set to {new} (schedule unchanged: it had no horizon)"
         if old is not None:
-            self.schedules.replan(self.step_count, old, new)
-            self._replans.append([self.step_count, old, new])
+            self._replan_schedules(self.step_count, old, new)
             reason = (f"total_steps {old} -> {new}: remaining schedule stretched from step "
                       f"{self.step_count}")
         self._total_steps = new
         if self.trials is not None:
             self.trials.total_steps = new
-        self.knobs.forget_schedule_cache()
         self._log([Event(self.step_count, None, None, old, new, "regime", reason,
                          dict(self.signals), "replan")])
         self.knobs.write_lr(self.step_count)
+
+    def _replan_schedules(self, at: int, old: int, new: int, origin: int | None = None) -> None:
+        """Re-plan every group's schedule (``GroupSchedules.replan``) and record it, so a
+        resumed run rebuilds the same schedule (``state.load_regime_state``)."""
+        self.schedules.replan(at, old, new, origin)
+        self._replans.append([at, old, new] if origin is None else [at, old, new, origin])
+        self.knobs.forget_schedule_cache()
 
     def _restart(self, step: int, proposals: list[Proposal]) -> bool:
         """Start over, as a controller's ``restart`` proposal asks: the initial weights
@@ -112,22 +117,25 @@ class RegimeViews:
         weights (a resumed run: checkpoints do not hold it)."""
         ask = next(p for p in proposals if p.restart)
         total = self._total_steps
-        if total is None or step >= total - 1 or not self.recovery.restart():
+        why = ("no total_steps to replay the schedule into" if total is None
+               else "no steps left" if step >= total - 1
+               else None if self.recovery.restart()
+               else "no initial weights (a resumed run: checkpoints do not hold them)")
+        if why is not None:
             self._log([Event(step, None, None, None, None, ask.source,
-                             "no restart (no total_steps, no steps left, or no initial weights "
-                             "after a resume): the lr is cut instead", dict(self.signals),
+                             f"no restart ({why}): the lr is cut instead", dict(self.signals),
                              "change")])
             return False
+        assert total is not None  # else ``why`` said so
         events = [Event(step, None, None, None, None, ask.source, ask.reason,
                         dict(self.signals), "restart")]
         if self.trials is not None:
             events += self.trials.stop(step, "the run restarts", self.signals)
         self.measure.restart()
         self.signals = {}
-        self.schedules.replan(step, total, total, origin=0)
-        self._replans.append([step, total, total, 0])
-        self.knobs.forget_schedule_cache()
-        events += self.knobs.decide(self.arbiter, [replace(ask, restart=False)], step, {})
+        self._replan_schedules(step, total, total, origin=0)
+        events += self.knobs.decide(self.arbiter, [replace(ask, restart=False)], step,
+                                    self.signals)
         self.knobs.write_lr(step)
         self.recovery.keep_snapshot(step, self._snapshot_path, self.state_dict, now=True)
         self._log(events)
