@@ -100,3 +100,22 @@ def test_a_drift_alarm_during_a_trial_starts_no_check() -> None:
     assert guard.check(alarm, 5, drift_checks=False) == ("ok", "")
     assert guard.checking is None
     assert guard.check(alarm, 6)[0] == "rollback" and guard.checking is not None
+
+
+def test_an_alarm_below_the_snapshots_losses_starts_no_check() -> None:
+    """A drift alarm on the trend while the recent losses are still below the known-good
+    snapshot's (a near-zero loss wobbling, or a fast fall pausing): restoring the snapshot
+    cannot show a shift, so no batches are spent on a check; above them, the check starts."""
+    def guard() -> Guard:
+        g = Guard(min_history=3, spike_window=5, drift_check_steps=3)
+        for step, loss in enumerate([1.0, 0.9, 0.95, 0.92, 0.91]):
+            assert g.check({"loss": loss, "grad_norm": 1.0}, step)[0] == "ok"
+        g.mark_reference(4)  # the snapshot's losses: median 0.92
+        return g
+
+    below = guard()  # recent mean (0.92 + 0.91 + 0.85) / 3 < 0.92
+    assert below.check({"loss": 0.85, "grad_norm": 1.0, "drift.alarm": 1.0}, 5) == ("ok", "")
+    assert below.checking is None
+    above = guard()  # recent mean (0.92 + 0.91 + 1.0) / 3 > 0.92
+    verdict, reason = above.check({"loss": 1.0, "grad_norm": 1.0, "drift.alarm": 1.0}, 5)
+    assert verdict == "rollback" and reason.startswith("drift check")

@@ -205,3 +205,4 @@ def test_the_dashboard_shows_a_restart(tmp_path) -> None:
     assert any('"kind": "restart"' in line for line in lines)
     html = render_dashboard([folder])
     assert "restart from the initial weights" in html
+    assert '<tr class="kind-restart">' in html and "tr.kind-restart td{" in html  # highlighted

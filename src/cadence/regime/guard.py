@@ -16,9 +16,10 @@ signals before anything is decided:
   the new level, the rollback is not counted, and the Regime logs a ``drift`` event and
   trains on (a real shift used to end in ``GuardError`` after a few rollbacks);
 * ``"rollback"`` also answers a training-loss drift alarm (the ``drift`` signal's
-  ``drift.alarm``, raised by a persistent rise too small to be a spike) with the *drift
-  check*: the current weights are kept aside, the known-good snapshot is restored (not
-  charged to the budget, no lr cut) and its loss is measured on the next
+  ``drift.alarm``, raised by a persistent rise too small to be a spike, once the recent
+  losses sit above the snapshot's) with the *drift check*: the current weights are kept
+  aside, the known-good snapshot is restored (not charged to the budget, no lr cut) and
+  its loss is measured on the next
   ``drift_check_steps`` batches without updating it (those updates are skipped, each a
   ``skip`` event). If its mean sits above the losses those weights had when the snapshot
   was taken by more than ``drift_check_z`` standard errors, the data changed: the current
@@ -267,7 +268,7 @@ class Guard(Part):
                 f"loss spike: loss={loss:.4g}, robust z={z:.1f} > {self.spike_threshold:g} "
                 f"over the last {len(self.losses)} steps",
             )
-        if drift_checks and signals.get("drift.alarm", 0.0) > 0 and self._can_check():
+        if drift_checks and signals.get("drift.alarm", 0.0) > 0 and self._can_check(loss):
             return self._start_check(loss, step)
         self._record(loss, norm, step)
         return "ok", ""
@@ -289,9 +290,19 @@ class Guard(Part):
         mad = median(abs(x - med) for x in ref["losses"])
         return med, max(MAD_TO_SIGMA * mad, self.spike_floor * abs(med), 1e-8)
 
-    def _can_check(self) -> bool:
+    def _recent_mean(self, loss: float) -> float:
+        """Mean of this loss and the healthy ones just before it (a drift check's window)."""
+        recent = [*list(self.losses)[-(self.drift_check_steps - 1):], loss]
+        return sum(recent) / len(recent)
+
+    def _can_check(self, loss: float) -> bool:
+        """A drift check may start: none under way, and the recent losses sit above the
+        snapshot's (below them, an alarm on the trend is no rise the snapshot could explain;
+        at a near-zero loss such alarms skipped batches for nothing)."""
+        level = self._reference_level()
         return (self.drift_check_steps > 0 and self.checking is None and self.pending_stop is None
-                and not self.verify_after_rollback and self._reference_level() is not None)
+                and not self.verify_after_rollback and level is not None
+                and self._recent_mean(loss) > level[0])
 
     def _start_check(self, loss: float, step: int) -> tuple[str, str]:
         """Restore the snapshot (not charged, no lr cut) to see how its weights fare now;
@@ -299,8 +310,7 @@ class Guard(Part):
         level = self._reference_level()
         assert level is not None and self.reference is not None
         ref_step = int(self.reference["step"])
-        recent = [*list(self.losses)[-(self.drift_check_steps - 1):], loss]
-        current = sum(recent) / len(recent)
+        current = self._recent_mean(loss)
         trigger = f"drift alarm of step {step - 1} on the training loss's trend"
         self.checking = {"since": step, "current": current, "losses": [],
                          "ref": [level[0], level[1], float(ref_step)], "trigger": trigger,

@@ -682,14 +682,14 @@ nav{font-size:13px;color:#666;margin-bottom:10px} nav a{color:#3366cc;text-decor
 .badge{display:inline-block;font-size:12px;border-radius:10px;padding:1px 8px;margin:2px 4px 4px 0;
  background:#e8eaff}
 .badge.kind-skip,.badge.kind-rollback{background:#e4002b;color:white;font-weight:600}
-.badge.kind-warning{background:#ffd59e}
+.badge.kind-restart{background:#ffd59e}
 .alert{color:#b00020;font-weight:600;margin:4px 0}
 .tablewrap{max-height:520px;overflow:auto;border:1px solid #ddd}
 table.events{border-collapse:collapse;font-size:12px;width:100%}
 table.events th{position:sticky;top:0;background:#f0f0f0;text-align:left;padding:4px 6px}
 table.events td{padding:3px 6px;border-top:1px solid #eee;vertical-align:top}
 tr.kind-skip td,tr.kind-rollback td{background:#fde0e4;color:#8a0019;font-weight:600}
-tr.kind-warning td{background:#fff4e0} tr.kind-drift td,tr.kind-replan td{background:#eef8f4}
+tr.kind-restart td{background:#fff4e0} tr.kind-drift td,tr.kind-replan td{background:#eef8f4}
 pre{font-size:12px;background:#f6f6f6;padding:8px;overflow:auto}
 #cadence-js-errors{color:#b00020} #cadence-js-errors:empty{display:none}
 """
