@@ -18,17 +18,16 @@ signals before anything is decided:
 * ``"rollback"`` also answers a training-loss drift alarm (the ``drift`` signal's
   ``drift.alarm``, raised by a persistent rise too small to be a spike, once the recent
   losses sit above the snapshot's) with the *drift check*: the current weights are kept
-  aside, the known-good snapshot is restored (not charged to the budget, no lr cut) and
-  its loss is measured on the next
-  ``drift_check_steps`` batches without updating it (those updates are skipped, each a
-  ``skip`` event). If its mean sits above the losses those weights had when the snapshot
-  was taken by more than ``drift_check_z`` standard errors, the data changed: the current
-  weights come back and the next step's verdict is ``"shift"`` (a ``drift`` event;
-  ``auto``'s drift response re-warms only then). If not, and the restored weights are
-  clearly better than the current ones, the weights or the lr caused the rise: training
-  goes on from the snapshot with the lr cut as after a rollback (and given back); else the
-  alarm was noise and the current weights come back. Both end with a ``"checked"``
-  verdict (an ``ok`` step with an event saying what was found);
+  aside, the known-good snapshot is restored (not charged to the budget, no lr cut) and its
+  loss is measured on the next ``drift_check_steps`` batches without updating it (those
+  updates are skipped, each a ``skip`` event). If its mean sits above the losses those
+  weights had when the snapshot was taken by more than ``drift_check_z`` standard errors,
+  the data changed: the current weights come back and the next step's verdict is
+  ``"shift"`` (a ``drift`` event; ``auto``'s drift response re-warms only then). If not,
+  and the restored weights are clearly better than the current ones, the weights or the lr
+  caused the rise: training goes on from the snapshot with the lr cut as after a rollback
+  (and given back); else the alarm was noise and the current weights come back. Both end
+  with a ``"checked"`` verdict (an ``ok`` step with an event saying what was found);
 * a rollback beyond ``max_rollbacks`` within ``rollback_window`` steps still restores the
   snapshot, so the restored weights can tell a shift from a divergence first: if their
   first loss spikes too it is a shift (not charged); otherwise :class:`GuardError` is
