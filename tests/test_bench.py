@@ -12,6 +12,7 @@ from cadence.bench.db import SCHEMA_VERSION, ResultsDB
 from cadence.bench.methods import METHODS, get_method
 from cadence.bench.oracle import refinement_points, select_oracle
 from cadence.bench.report import (
+    analyse,
     bootstrap_ci,
     performance_profile,
     ratio,
@@ -321,6 +322,22 @@ def test_oracle_selects_on_selection_split_with_divergence_worst() -> None:
     # winner on the lower edge ⇒ extend the grid downwards
     edge = [_row("adamw-cosine", 1e-3, 0, 0.9, 0.9), _row("adamw-cosine", 1e-2, 0, 0.5, 0.5)]
     assert refinement_points(edge, spacing=1.0) == pytest.approx([1e-4])
+
+
+def test_a_workload_at_two_budgets_is_analysed_as_two() -> None:
+    """The long suite's 1,600-step charlm shares the workload name with the standard
+    400-step one: each budget gets its own oracle (the most-run budget keeps the name)."""
+    short = [_row("adamw-cosine", lr, s, sel, sel) for lr, sel in ((1e-3, 0.6), (1e-2, 0.7))
+             for s in (0, 1)]
+    long = [_row("adamw-cosine", lr, 0, sel, sel) for lr, sel in ((1e-3, 0.9), (1e-2, 0.8))]
+    for r in short:
+        r["steps"] = 400
+    for r in long:
+        r["steps"] = 1600
+    a = analyse(short + long)
+    assert sorted(a) == ["w", "w@1600"]
+    assert a["w"]["oracle"]["lr"] == 1e-2 and a["w@1600"]["oracle"]["lr"] == 1e-3
+    assert a["w"]["oracle"]["test"] == pytest.approx(0.7)
 
 
 def test_width_ratio_bootstrap_and_profile_by_hand() -> None:
