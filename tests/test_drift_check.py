@@ -119,3 +119,8 @@ def test_an_alarm_below_the_snapshots_losses_starts_no_check() -> None:
     above = guard()  # recent mean (0.92 + 0.91 + 1.0) / 3 > 0.92
     verdict, reason = above.check({"loss": 1.0, "grad_norm": 1.0, "drift.alarm": 1.0}, 5)
     assert verdict == "rollback" and reason.startswith("drift check")
+    one = Guard(min_history=3, spike_window=5, drift_check_steps=1)  # the window: this loss
+    for step, loss in enumerate([5.0, 0.9, 0.95, 0.92, 0.91]):
+        one.check({"loss": loss, "grad_norm": 1.0}, step)
+    one.mark_reference(4)
+    assert one.check({"loss": 0.9, "grad_norm": 1.0, "drift.alarm": 1.0}, 5) == ("ok", "")

@@ -291,7 +291,8 @@ class Guard(Part):
 
     def _recent_mean(self, loss: float) -> float:
         """Mean of this loss and the healthy ones just before it (a drift check's window)."""
-        recent = [*list(self.losses)[-(self.drift_check_steps - 1):], loss]
+        k = self.drift_check_steps - 1
+        recent = [*(list(self.losses)[-k:] if k > 0 else []), loss]  # [-0:] would be all
         return sum(recent) / len(recent)
 
     def _can_check(self, loss: float) -> bool:
