@@ -122,11 +122,12 @@ def by_budget(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for r in rows:
         if r.get("config"):
             by_key[(r["workload"], int(r.get("steps") or 0))].append(r)
-    main: dict[str, tuple[int, int]] = {}
-    for (wl, steps), rs in by_key.items():  # most runs, then the shorter budget, wins
-        if wl not in main or (len(rs), -steps) > (main[wl][1], -main[wl][0]):
-            main[wl] = (steps, len(rs))
-    return {wl if steps == main[wl][0] else f"{wl}@{steps}": rs
+    budgets: dict[str, list[int]] = defaultdict(list)
+    for wl, steps in by_key:
+        budgets[wl].append(steps)
+    # a workload's main budget: the one with most runs, then the shorter one
+    main = {wl: max(ss, key=lambda s: (len(by_key[(wl, s)]), -s)) for wl, ss in budgets.items()}
+    return {wl if steps == main[wl] else f"{wl}@{steps}": rs
             for (wl, steps), rs in by_key.items()}
 
 

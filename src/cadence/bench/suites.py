@@ -131,21 +131,21 @@ SUITES: dict[str, Suite] = {
     "standard": Suite(
         "standard",
         (
-            Plan("mnist1d-mlp", _STD_METHODS, seeds=_STD_SEEDS, steps=3000),
-            Plan("mnist1d-cnn", _STD_METHODS, seeds=_STD_SEEDS, steps=2000),
-            Plan("digits-cnn", _STD_METHODS, seeds=_STD_SEEDS, steps=800),
-            Plan("charlm", _STD_METHODS, seeds=_STD_SEEDS, grid_indices=(4, 6, 8), steps=400),
-            Plan("logreg", _STD_METHODS, seeds=_STD_SEEDS, steps=1000),
-            Plan("quadratic", _STD_METHODS, seeds=_STD_SEEDS, steps=1000),
-            Plan("rosenbrock", _STD_METHODS, seeds=_STD_SEEDS, steps=2000),
-            Plan("tabular-overfit", _STD_METHODS, seeds=_STD_SEEDS, steps=1500),
-            Plan("finetune", _STD_METHODS, seeds=_STD_SEEDS, steps=600),
-            Plan("sbm-gcn", _STD_METHODS, seeds=_STD_SEEDS, steps=400),
+            Plan("mnist1d-mlp", _STD_METHODS, steps=3000),
+            Plan("mnist1d-cnn", _STD_METHODS, steps=2000),
+            Plan("digits-cnn", _STD_METHODS, steps=800),
+            Plan("charlm", _STD_METHODS, grid_indices=(4, 6, 8), steps=400),
+            Plan("logreg", _STD_METHODS, steps=1000),
+            Plan("quadratic", _STD_METHODS, steps=1000),
+            Plan("rosenbrock", _STD_METHODS, steps=2000),
+            Plan("tabular-overfit", _STD_METHODS, steps=1500),
+            Plan("finetune", _STD_METHODS, steps=600),
+            Plan("sbm-gcn", _STD_METHODS, steps=400),
         ),
         description="every peer, preset, controller arm and ablation, decade grid, 3 seeds: "
                     "4,707 runs before the oracle's refinement, ~6 h on 2 cores (estimated "
                     "from the runs' wall times)",
-    ),
+    ).with_seeds(_STD_SEEDS),
     "long": Suite(
         "long",
         (
