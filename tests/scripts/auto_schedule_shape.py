@@ -32,7 +32,7 @@ from cadence.bench.methods.cadence_presets import CadenceTrainer
 from cadence.bench.runner import run_specs
 from cadence.bench.suites import get_suite
 from cadence.bench.workloads import get_workload
-from cadence.regime.trials import fit_line, serial_correlation
+from cadence.regime.trials import Trials
 
 WARMUP = 0.05
 
@@ -55,14 +55,6 @@ def bench(db: str, decay: float, seeds: list[int]) -> None:
     print(run_specs(specs, ResultsDB(db), workers=1))
 
 
-def stalled(points: list[tuple[int, float]]) -> bool:
-    """The log-loss's fitted slope is above -2 standard errors (serial correlation in)."""
-    pts = [(float(t), math.log(max(y, 1e-30))) for t, y in points]
-    _, b, _, sxx, var = fit_line(pts)
-    rho = serial_correlation([pts])
-    return b / math.sqrt(var * (1 + rho) / (1 - rho) / sxx) > -2.0
-
-
 def probe(workload: str, lr: float, shape: str, seed: int, window: float,
           decay: float) -> None:
     torch.set_num_threads(1)
@@ -79,6 +71,7 @@ def probe(workload: str, lr: float, shape: str, seed: int, window: float,
     fixed = {"cosine": schedules.warmup_cosine(total, warm), "wsd": wsd(total, decay),
              "linear": wsd(total, 1 - WARMUP)}.get(shape)
     win = max(30, round(window * total))
+    trials = Trials(total)  # its stall test: log-loss slope above -2 standard errors
     anneal_at: int | None = None
     losses: list[tuple[int, float]] = []
     for step in range(total):
@@ -98,7 +91,7 @@ def probe(workload: str, lr: float, shape: str, seed: int, window: float,
         opt.zero_grad(set_to_none=True)
         losses.append((step, loss.item()))
         if (fixed is None and anneal_at is None and step >= warm + win
-                and (stalled(losses[-win:]) or step >= (1 - decay) * total)):
+                and (trials.stalled(losses[-win:]) or step >= (1 - decay) * total)):
             anneal_at = step + 1
     model.eval()
     test = {k: round(v, 5) for k, v in wl.evaluate(model, "test").items()}
