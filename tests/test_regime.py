@@ -112,8 +112,20 @@ def test_preset_errors():
 
 def test_auto_is_cosine_with_total_steps():
     opt = torch.optim.SGD(make_model().parameters(), lr=0.1)
-    r = Regime(opt, total_steps=100)
+    r = Regime(opt, total_steps=100)  # warmup: a quarter of this short run
+    assert r.warmup_steps == 25
+    assert r.schedules("group0", 50) == pytest.approx(hf_cosine(50, 100, 25))
+    r = Regime(torch.optim.SGD(make_model().parameters(), lr=0.1), total_steps=100,
+               warmup_steps=5)
     assert r.schedules("group0", 50) == pytest.approx(hf_cosine(50, 100, 5))
+
+
+@pytest.mark.parametrize("total, warm", [(100, 25), (400, 100), (1000, 100), (2000, 100),
+                                         (3000, 150), (10_000, 500)])
+def test_autos_warmup_is_5_percent_but_at_least_100_updates_and_at_most_a_quarter(total, warm):
+    r = Regime(torch.optim.AdamW(make_model().parameters(), lr=1e-3), total_steps=total)
+    assert r.warmup_steps == warm
+    assert r.schedules("group0", warm - 1) < 1 and r.schedules("group0", warm) == 1
 
 
 # -- knob mapping -----------------------------------------------------------------------------
