@@ -12,7 +12,8 @@ response's business), so nothing happens then; and nothing here ever raises the 
 re-warms. Each decision is an Event naming the values it saw.
 
 When validation made its last progress within the first ``restart_early`` of the run,
-and since then it rose by ``restart_rise`` while the training loss fell by a factor of
+and since then it rose by ``restart_rise`` (at its worst observation, which may have begun
+to settle) while the training loss fell by a factor of
 ``restart_drop`` (overfitting beyond doubt, not noise), the rate overfits almost at once:
 a cut from there keeps weights that are already past their best (on small data, the
 best-by-validation weights of a fast run are worse than a slower run's final ones). Then,
@@ -100,6 +101,7 @@ class ValidationResponse(Controller):
         self.progress_step: int | None = None  # the observation that last made progress
         self.seen_step: int | None = None
         self.best: float | None = None
+        self.worst: float | None = None  # the worst observation since the last progress
         self.train_at_best: float | None = None
         self.waiting = 0
         self.cuts = 0
@@ -131,9 +133,11 @@ class ValidationResponse(Controller):
         if new_best:
             self.best = value
         if new_best or improved:  # progress on either metric: nothing to answer
-            self.train_at_best, self.waiting = train, 0
+            self.train_at_best, self.waiting, self.worst = train, 0, None
             self.progress_step = context.metrics_step
             return []
+        if self.worst is None or self._better(self.worst, value):
+            self.worst = value
         self.waiting += 1
         assert self.best is not None  # set by the first observation
         before = self.train_at_best
@@ -172,8 +176,10 @@ class ValidationResponse(Controller):
         total = context.total_steps
         if total is None or self.progress_step is None or self.restarts >= self.max_restarts:
             return False
-        assert self.best is not None
-        worse = value - self.best if self.mode == "min" else self.best - value
+        assert self.best is not None and self.worst is not None
+        # the rise is the worst seen since the last progress, not only the latest reading:
+        # a rise that has begun to settle is no less evidence of overfitting
+        worse = self.worst - self.best if self.mode == "min" else self.best - self.worst
         if worse < self.restart_rise * abs(self.best) or not (
                 0 < train_now * self.restart_drop <= train_then):
             return False  # not beyond doubt: a cut is the answer
@@ -183,7 +189,7 @@ class ValidationResponse(Controller):
     def _forget(self, step: int) -> None:
         """A restart at ``step``: the next observations belong to a new run."""
         self.origin = step
-        self.best = self.train_at_best = self.best_progress = None
+        self.best = self.train_at_best = self.best_progress = self.worst = None
         self.waiting = 0
         self.progress_step = None
         self.gaps = []
@@ -193,7 +199,8 @@ class ValidationResponse(Controller):
                 "train_at_best": self.train_at_best, "waiting": self.waiting,
                 "cuts": self.cuts, "wd_raises": self.wd_raises, "gaps": list(self.gaps),
                 "best_progress": self.best_progress, "restarts": self.restarts,
-                "origin": self.origin, "progress_step": self.progress_step}
+                "origin": self.origin, "progress_step": self.progress_step,
+                "worst": self.worst}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.seen_step = state["seen_step"]
@@ -207,6 +214,7 @@ class ValidationResponse(Controller):
         self.restarts = int(state.get("restarts", 0))  # absent in states before restarts
         self.origin = int(state.get("origin", 0))
         self.progress_step = state.get("progress_step")
+        self.worst = state.get("worst")
 
 
 __all__ = ["ValidationResponse"]
