@@ -209,7 +209,8 @@ def auto(total_steps: int | None, warmup_steps: int | None) -> Plan:
 
 @register_preset("learned")
 def learned(total_steps: int | None, warmup_steps: int | None) -> Plan:
-    """``auto``'s scale-aware start, warmup and cosine, with the lr multiplied on top by a
+    """``auto``'s scale-aware start and cosine (with the 5 % warmup the policy was trained
+    under, not ``auto``'s 100-update floor), with the lr multiplied on top by a
     policy trained with PPO (``cadence.controllers.learned``; 20 decisions per run, each
     one of ×0.5 … ×2, "keep" follows the cosine). Needs total_steps. The policy ships with
     cadence and runs with torch alone; docs/learned.md has its training and transfer table.
