@@ -150,8 +150,9 @@ class ValidationResponse(Controller):
                 f"{fmt(before)} → {fmt(train)}: overfitting")
         self.train_at_best = train  # the next response needs fresh evidence
         if self._may_restart(context, value, before, train):
-            reason = (f"{seen} since step {self.progress_step}, early in the run: the lr "
-                      "overfits almost at once → restart from the initial weights with lr "
+            reason = (f"{seen} since step {self.progress_step} (at worst {fmt(self.worst)}), "
+                      "early in the run: the lr overfits almost at once → restart from the "
+                      "initial weights with lr "
                       f"×{fmt(self.restart_factor)}")
             self.restarts += 1
             self._forget(context.step)
