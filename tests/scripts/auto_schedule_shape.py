@@ -12,6 +12,8 @@
   metrics. Seconds to a minute.
 
     python tests/scripts/auto_schedule_shape.py bench --db wsd.sqlite --seeds 0 1 2
+    python tests/scripts/auto_schedule_shape.py bench --db wsd.sqlite --seeds 0 1 2 \
+        --auto-warmup --workloads charlm
     python tests/scripts/auto_schedule_shape.py probe charlm 1e-3 --shape wsd
 """
 
@@ -32,25 +34,29 @@ from cadence.bench.methods.cadence_presets import CadenceTrainer
 from cadence.bench.runner import run_specs
 from cadence.bench.suites import get_suite
 from cadence.bench.workloads import get_workload
+from cadence.regime.presets import auto_warmup
 from cadence.regime.trials import Trials
 
 WARMUP = 0.05
 
 
-def wsd(total: int, decay: float) -> schedules.Schedule:
-    return schedules.wsd(total, round(WARMUP * total), decay_steps=round(decay * total),
-                         decay_type="linear")
+def wsd(total: int, decay: float, floor: bool = False) -> schedules.Schedule:
+    """Warmup (5 %, or ``auto``'s floored warmup with ``floor``), hold, linear decay."""
+    warm = auto_warmup(total, None) if floor else round(WARMUP * total)
+    return schedules.wsd(total, warm, decay_steps=round(decay * total), decay_type="linear")
 
 
-def bench(db: str, decay: float, seeds: list[int]) -> None:
-    name = f"cadence-auto-wsd{round(decay * 100)}"
+def bench(db: str, decay: float, seeds: list[int], floor: bool = False,
+          workloads: list[str] | None = None) -> None:
+    name = f"cadence-auto-wsd{round(decay * 100)}" + ("-floor" if floor else "")
     METHODS[name] = Method(
         name, lambda model, lr, ctx: CadenceTrainer(
-            model, lr, ctx, "auto", schedule=wsd(ctx.total_steps, decay)),
+            model, lr, ctx, "auto", schedule=wsd(ctx.total_steps, decay, floor)),
         default_lr=1e-3, lr_meaning="initial learning rate",
         description=f"study: auto with warmup-stable-decay ({decay:.0%} linear decay)")
     specs = [dataclasses.replace(s, method=name)
              for p in get_suite("standard").with_seeds(seeds).plans
+             if not workloads or p.workload in workloads
              for s in p.specs(["cadence-auto"])]
     print(run_specs(specs, ResultsDB(db), workers=1))
 
@@ -107,6 +113,9 @@ def main() -> None:
     b.add_argument("--db", required=True)
     b.add_argument("--decay", type=float, default=0.2)
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
+    b.add_argument("--auto-warmup", action="store_true",
+                   help="warm up as auto does (at least 100 updates) instead of 5 %%")
+    b.add_argument("--workloads", nargs="+", help="only these workloads")
     p = sub.add_parser("probe")
     p.add_argument("workload")
     p.add_argument("lr", type=float)
@@ -116,7 +125,7 @@ def main() -> None:
     p.add_argument("--decay", type=float, default=0.2, help="wsd: share of the run decaying")
     a = ap.parse_args()
     if a.study == "bench":
-        bench(a.db, a.decay, a.seeds)
+        bench(a.db, a.decay, a.seeds, a.auto_warmup, a.workloads)
     else:
         probe(a.workload, a.lr, a.shape, a.seed, a.window, a.decay)
 
