@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from typing import Any
 
 import torch
 
@@ -61,11 +62,13 @@ def bench(db: str, decay: float, seeds: list[int], floor: bool = False,
     print(run_specs(specs, ResultsDB(db), workers=1))
 
 
-def probe(workload: str, lr: float, shape: str, seed: int, window: float,
-          decay: float) -> None:
+def setup(workload: str, lr: float, seed: int) -> tuple[Any, int, Any, Any, Any]:
+    """One workload at its standard-suite budget, seeded as the bench seeds it: the workload,
+    its number of updates, the model, the batch generator and an AdamW over its groups."""
     torch.set_num_threads(1)
     wl = get_workload(workload)
-    total = next(p.steps for p in get_suite("standard").plans if p.workload == workload)
+    total = next(p.steps or wl.steps for p in get_suite("standard").plans
+                 if p.workload == workload)
     wl.steps = total
     wl.prepare()
     torch.manual_seed(seed)
@@ -73,6 +76,12 @@ def probe(workload: str, lr: float, shape: str, seed: int, window: float,
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(cadence.param_groups(
         model, lr=lr, weight_decay=getattr(wl, "weight_decay", 0.01)))
+    return wl, total, model, gen, opt
+
+
+def probe(workload: str, lr: float, shape: str, seed: int, window: float,
+          decay: float) -> None:
+    wl, total, model, gen, opt = setup(workload, lr, seed)
     warm = round(WARMUP * total)
     fixed = {"cosine": schedules.warmup_cosine(total, warm), "wsd": wsd(total, decay),
              "linear": wsd(total, 1 - WARMUP)}.get(shape)

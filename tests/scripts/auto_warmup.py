@@ -19,26 +19,15 @@ import argparse
 import warnings
 
 import torch
+from auto_schedule_shape import setup  # the same workload setup as the shape study
 
 import cadence
-from cadence.bench.suites import get_suite
-from cadence.bench.workloads import get_workload
 
 
 def run(workload: str, lr: float, preset: str, warmup: int, seed: int,
         trace: bool) -> tuple[float, list[str]]:
     """Train one run; its test metric, and a trace line every 10 updates if asked."""
-    torch.set_num_threads(1)
-    wl = get_workload(workload)
-    total = next(p.steps or wl.steps for p in get_suite("standard").plans
-                 if p.workload == workload)
-    wl.steps = total
-    wl.prepare()
-    torch.manual_seed(seed)
-    model = wl.make_model()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(cadence.param_groups(
-        model, lr=lr, weight_decay=getattr(wl, "weight_decay", 0.01)))
+    wl, total, model, gen, opt = setup(workload, lr, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the scale rule's replacement warning
         regime = cadence.Regime(opt, total_steps=total, preset=preset, warmup_steps=warmup)
