@@ -66,16 +66,12 @@ def test_a_rise_that_begins_to_settle_still_asks_for_a_restart() -> None:
     ctrl = ValidationResponse(patience=2)
     out = _feed(ctrl, [(100, 1.0, 0.9), (200, 1.06, 0.6), (300, 1.03, 0.4)])
     assert len(out) == 1 and out[0].restart and "at worst 1.06" in out[0].reason
+    before = ValidationResponse(patience=2)
+    _feed(before, [(100, 1.0, 0.9), (200, 1.06, 0.6)])
     again = ValidationResponse(patience=2)
-    again.load_state_dict(_feed_state(ValidationResponse(patience=2),
-                                      [(100, 1.0, 0.9), (200, 1.06, 0.6)]))
+    again.load_state_dict(before.state_dict())
     assert again.worst == pytest.approx(1.06)  # the worst reading survives a resume
     assert _feed(again, [(300, 1.03, 0.4)])[0].restart
-
-
-def _feed_state(ctrl: ValidationResponse, points: list[tuple[int, float, float]]) -> dict:
-    _feed(ctrl, points)
-    return ctrl.state_dict()
 
 
 def test_late_or_doubtful_overfitting_cuts_instead() -> None:

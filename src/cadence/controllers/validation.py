@@ -149,7 +149,7 @@ class ValidationResponse(Controller):
                 f"{self.patience} observations while the training loss fell "
                 f"{fmt(before)} → {fmt(train)}: overfitting")
         self.train_at_best = train  # the next response needs fresh evidence
-        if self._may_restart(context, value, before, train):
+        if self._may_restart(context, before, train):
             reason = (f"{seen} since step {self.progress_step} (at worst {fmt(self.worst)}), "
                       "early in the run: the lr overfits almost at once → restart from the "
                       "initial weights with lr "
@@ -172,8 +172,7 @@ class ValidationResponse(Controller):
                     for g in context.groups if g.values.get("weight_decay", 0.0) > 0]
         return out
 
-    def _may_restart(self, context: Context, value: float, train_then: float,
-                     train_now: float) -> bool:
+    def _may_restart(self, context: Context, train_then: float, train_now: float) -> bool:
         total = context.total_steps
         if total is None or self.progress_step is None or self.restarts >= self.max_restarts:
             return False
