@@ -157,3 +157,78 @@ def test_the_scale_warning_names_the_callers_line() -> None:
         regime.step(model(torch.randn(4, 8)).pow(2).mean())
     ours = [w for w in seen if "scale-aware default" in str(w.message)]
     assert ours and all(w.filename == __file__ for w in ours)
+
+
+def _observe_disagreeing(regime: cadence.Regime, model: nn.Module) -> dict[str, int]:
+    """Train 300 steps, observing every 50 a loss that is best at step 250 and an accuracy
+    that is best at step 100 (a coarse metric that disagrees with the objective, as a
+    logistic regression's accuracy does with its loss); returns the two best steps."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 64, generator=gen), torch.randn(32, 10, generator=gen)
+    losses = {50: 0.9, 100: 0.8, 150: 0.7, 200: 0.6, 250: 0.5, 300: 0.55}
+    accs = {50: 0.30, 100: 0.34, 150: 0.33, 200: 0.33, 250: 0.32, 300: 0.33}
+    for i in range(1, 301):
+        loss = (model(x) - y).square().mean()
+        loss.backward()
+        regime.step(loss)
+        if i in losses:
+            regime.observe(val_loss=losses[i], val_acc=accs[i])
+    return {"loss": 250, "acc": 100}
+
+
+@pytest.mark.parametrize("best_metric, expected", [
+    (None, "acc"), ("val_loss", "loss"), (("val_loss", "min"), "loss"), ("val_acc", "acc"),
+])
+def test_best_metric_picks_the_weights_restore_best_gives_back(
+        best_metric: str | tuple[str, str] | None, expected: str) -> None:
+    """By default the best weights are those of the best ``val_acc``; ``best_metric`` names
+    the metric the user selects on (``val_loss``: minimised, as its name ends in "loss")."""
+    torch.manual_seed(0)
+    model = Net()
+    regime = cadence.Regime(torch.optim.AdamW(model.parameters(), lr=1e-3), total_steps=300,
+                            keep_lr=True, best_metric=best_metric)
+    best_steps = _observe_disagreeing(regime, model)
+    best = regime.best_state()
+    assert best is not None and best["step"] == best_steps[expected]
+    assert best["metric"] == f"val_{expected}"
+
+
+def test_naming_best_metric_keeps_best_weights_under_any_preset() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    plain = cadence.Regime(opt, total_steps=300, preset="cosine")
+    assert plain.best_state() is None and not plain.restore_best()
+    regime = cadence.Regime(torch.optim.AdamW(model.parameters(), lr=1e-3), total_steps=300,
+                            preset="cosine", best_metric=("val_f1", "max"))
+    gen = torch.Generator().manual_seed(0)
+    for i, f1 in enumerate([0.2, 0.5, 0.4]):
+        loss = model(torch.randn(8, 64, generator=gen)).square().mean()
+        loss.backward()
+        regime.step(loss)
+        regime.observe(val_f1=f1)
+        if i == 1:
+            kept = [p.detach().clone() for p in model.parameters()]
+    best = regime.best_state()
+    assert best is not None and (best["step"], best["value"]) == (2, pytest.approx(0.5))
+    assert regime.restore_best()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), kept, strict=True))
+
+
+@pytest.mark.parametrize("bad, error", [
+    (3, TypeError), (("val_loss",), TypeError), ("", ValueError),
+    (("val_loss", "lowest"), ValueError),
+])
+def test_a_bad_best_metric_is_refused(bad: object, error: type[Exception]) -> None:
+    model = Net()
+    with pytest.raises(error, match="best_metric"):
+        cadence.Regime(torch.optim.AdamW(model.parameters(), lr=1e-3), total_steps=10,
+                       best_metric=bad)  # type: ignore[arg-type]
+
+
+def test_a_typo_of_the_best_metric_is_refused_by_observe() -> None:
+    model = Net()
+    regime = cadence.Regime(torch.optim.AdamW(model.parameters(), lr=1e-3), total_steps=10,
+                            preset="cosine", best_metric="val_bleu")
+    with pytest.raises(ValueError, match="did you mean 'val_bleu'"):
+        regime.observe(val_bleuu=0.3)

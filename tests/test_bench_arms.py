@@ -114,3 +114,36 @@ def test_onecycle_arm_cycles_beta1_with_its_lr() -> None:
     peak = max(range(100), key=lrs.__getitem__)
     assert betas[peak] == min(betas) == pytest.approx(0.85, abs=1e-3)
     assert max(lrs) == pytest.approx(1e-2) and betas[0] == 0.95 and betas[-1] > 0.94
+
+
+@pytest.mark.parametrize(("primary", "higher", "metric"), [
+    ("loss", False, "val_loss"), ("acc", True, "val_acc"), ("mse", False, "val_loss"),
+])
+def test_auto_hands_back_the_weights_best_by_the_workloads_own_metric(
+        primary: str, higher: bool, metric: str) -> None:
+    """The bench observes loss and accuracy everywhere; on a workload judged by its loss
+    (logreg) the best weights must be the loss's, not the accuracy's (which restored weights
+    4 – 120× worse than the final ones there). A workload whose metric is not observed
+    (``mse``) keeps the default: ``val_loss`` when no accuracy is observed."""
+    model = _model()
+    ctx = RunContext(total_steps=60, primary=primary, higher_is_better=higher)
+    trainer = get_method("cadence-auto").build(model, 1e-3, ctx)
+    params = list(model.parameters())
+    readings = [(0.9, 0.30), (0.6, 0.40), (0.5, 0.35)]  # loss best last, accuracy at 2nd
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for loss_v, acc_v in readings:
+            for _ in range(5):
+                loss = sum((p**2).sum() for p in params)
+                loss.backward()
+                trainer.step(loss)
+            trainer.observe({"loss": loss_v} if primary == "mse"
+                            else {"loss": loss_v, "acc": acc_v})
+    best = trainer.regime.best_state()
+    assert best is not None and best["metric"] == metric
+    assert best["step"] == (10 if metric == "val_acc" else 15)
+
+
+def test_arms_that_keep_final_weights_still_keep_them() -> None:
+    _, trainer = _build("cadence-cosine")
+    assert trainer.regime.best is None

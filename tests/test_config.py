@@ -182,6 +182,10 @@ def test_regime_table_is_used_when_present(tmp_path: Path) -> None:
         ("[[controllers]]\nname = 'probe'\nfactor = -1", r"controllers\[0\] \(probe\): factor"),
         ("[[controllers]]\npatience = 3", r"controllers\[0\] = .* not allowed"),
         ("controllers = 3", r"controllers = 3 is not allowed"),
+        ("keep_lr = 1", r"keep_lr = 1 is not allowed; allowed values: true or false"),
+        ("best_metric = ['val_loss', 'low']",
+         r"best_metric = \['val_loss', 'low'\] is not allowed; allowed values: a metric name"),
+        ("best_metric = 3", r"best_metric = 3 is not allowed"),
     ],
 )
 def test_invalid_configuration_names_key_and_allowed_values(
@@ -262,7 +266,8 @@ def test_a_run_folder_config_repeats_the_run(tmp_path: Path) -> None:
 
     model_a, opt_a = _model_and_opt()
     first = regime_mod.Regime(opt_a, total_steps=12, preset="auto", log_dir=tmp_path / "a",
-                              bounds={"lr": (1e-6, 0.1)}, max_change=1.2, warmup_steps=3)
+                              bounds={"lr": (1e-6, 0.1)}, max_change=1.2, warmup_steps=3,
+                              keep_lr=True, best_metric=("val_f1", "max"))
     lrs_a = train(first, model_a)
     first.close()
 
@@ -273,6 +278,8 @@ def test_a_run_folder_config_repeats_the_run(tmp_path: Path) -> None:
     for cfg in (recorded, repeated):
         cfg.pop("started")
     assert repeated == recorded
+    assert (recorded["keep_lr"], recorded["best_metric"]) == (True, ["val_f1", "max"])
+    assert (again.keep_lr, again.best_metric) == (True, ("val_f1", "max"))
     assert train(again, model_b) == pytest.approx(lrs_a, rel=1e-12)
     for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(pa, pb)

@@ -41,6 +41,7 @@ from cadence.regime.bounds import validate_bounds
 from cadence.regime.guard import Guard
 from cadence.regime.presets import PRESETS, resolve_preset
 from cadence.regime.schedule import schedule_to_dict
+from cadence.regime.snapshot import best_preference
 from cadence.schedules import base, warmup_cosine, wsd
 
 #: Keys the run folder's config.json records for information only; ignored on load.
@@ -67,12 +68,14 @@ CONFIG_KEYS: dict[str, str] = {
     "snapshot_every": "a non-negative integer (0: no snapshots)",
     "seed": "an integer",
     "log_dir": "a folder path",
+    "keep_lr": "true or false",
+    "best_metric": "a metric name, or [name, 'min' | 'max']",
 }
 #: Keys for which an explicit null means "use the default" (and is dropped); for the others
 #: (``max_change``, ``clip_norm``) null is a real value.
 _NULL_IS_DEFAULT = frozenset(
     {"preset", "total_steps", "warmup_steps", "schedule", "max_lr_spread", "seed", "log_dir",
-     "controllers", "signals", "bounds"}
+     "controllers", "signals", "bounds", "best_metric"}
 )
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
@@ -217,6 +220,9 @@ def describe(regime: Any) -> dict[str, Any]:
         "snapshot_every": regime.snapshot_every,
         "guard": regime.guard.get_config() if regime.guard is not None else False,
         "seed": regime.seed,
+        "keep_lr": regime.keep_lr,
+        "best_metric": (list(regime.best_metric) if isinstance(regime.best_metric, tuple)
+                        else regime.best_metric),
         "optimizer": {"class": type(opt).__name__, "defaults": defaults},
         "groups": [
             {
@@ -431,6 +437,23 @@ def _parse_guard(value: Any, source: str) -> Any:
                       f"{CONFIG_KEYS['guard']}")
 
 
+def _parse_keep_lr(value: Any, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{source}: keep_lr = {value!r} is not allowed; allowed values: "
+                          f"{CONFIG_KEYS['keep_lr']}")
+    return value
+
+
+def _parse_best_metric(value: Any, source: str) -> str | tuple[str, str]:
+    metric = tuple(value) if isinstance(value, list) else value
+    try:
+        best_preference(metric)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: best_metric = {value!r} is not allowed; allowed values: "
+                          f"{CONFIG_KEYS['best_metric']}") from None
+    return metric  # type: ignore[no-any-return]
+
+
 def _parse_seed(value: Any, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{source}: seed = {value!r} is not allowed; allowed values: an integer")
@@ -455,6 +478,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "accumulation_steps": _positive_int("accumulation_steps"),
     "snapshot_every": _non_negative_int("snapshot_every"),
     "seed": _parse_seed,
+    "keep_lr": _parse_keep_lr,
+    "best_metric": _parse_best_metric,
 }
 
 

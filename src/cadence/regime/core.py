@@ -28,7 +28,7 @@ from cadence.regime.presets import resolve_preset
 from cadence.regime.recovery import Recovery
 from cadence.regime.run_folder import RunFolder, check_resume, resume_run
 from cadence.regime.schedule import GroupSchedules
-from cadence.regime.snapshot import BestSnapshot
+from cadence.regime.snapshot import BestSnapshot, best_preference
 from cadence.regime.trials import Trials
 from cadence.regime.views import RegimeViews
 
@@ -78,6 +78,11 @@ class Regime(RegimeViews):
             restores the state, as the trainer integrations do from their checkpoints).
         keep_lr: keep the lr you set: no scale rule replaces it (trials may still move it
             on evidence). Without it, ``auto`` replaces an lr far from its prior, warning once.
+        best_metric: the observed metric whose best value picks the weights
+            :meth:`best_state` / :meth:`restore_best` give back: a name (``"val_loss"``;
+            minimised when it ends in ``"loss"``, else maximised) or a ``(name, "min" |
+            "max")`` pair. Default: ``val_acc`` when observed, else ``val_loss``. Naming one
+            keeps the best weights under any preset (``auto`` always keeps them).
 
     Attributes:
         events: every Event so far (on every rank). signals: the latest signal values.
@@ -107,6 +112,7 @@ class Regime(RegimeViews):
         signals: Sequence[Signal | str] | None = None,
         seed: int | None = None,
         keep_lr: bool = False,
+        best_metric: str | tuple[str, str] | None = None,
         resume: bool | str = False,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -162,7 +168,9 @@ class Regime(RegimeViews):
         self.recovery = Recovery(optimizer, self.guard, scaler, self.snapshot_every,
                                  keep_initial=any(c.may_restart for c in self.controllers))
         self.snapshot = self.recovery.snapshot
-        self.best = BestSnapshot(optimizer) if plan.options.get("keep_best") else None
+        self.best_metric = best_metric
+        self.best = (BestSnapshot(optimizer, best_preference(best_metric))
+                     if plan.options.get("keep_best") or best_metric is not None else None)
 
         self.step_count = 0
         self.signals: dict[str, float] = {}
@@ -284,7 +292,10 @@ class Regime(RegimeViews):
         if args:
             raise TypeError(f"observe() takes metrics by name, e.g. observe(val_loss=0.3); "
                             f"got {len(args)} positional value(s) {args!r}")
-        reduced = observed_values(metrics, build.metrics_read(self.controllers))
+        read = build.metrics_read(self.controllers)
+        if self.best is not None:
+            read |= {name for name, _ in self.best.preference}
+        reduced = observed_values(metrics, read)
         self.metrics.update(reduced)
         self.metrics_step = self.step_count
         if self.best is not None:

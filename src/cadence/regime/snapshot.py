@@ -157,19 +157,47 @@ class Snapshot:
         return {k: v for k, v in data.items() if k not in ("step", "params", "optimizer_state")}
 
 
+#: The metrics :class:`BestSnapshot` picks by when none is named: the task's accuracy when
+#: it is observed (a validation loss can rise from over-confidence while accuracy still
+#: improves), else the validation loss.
+DEFAULT_BEST = (("val_acc", "max"), ("val_loss", "min"))
+
+
+def best_preference(metric: str | tuple[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """The ``(name, mode)`` pairs a :class:`BestSnapshot` picks by, from ``best_metric``.
+
+    ``None``: :data:`DEFAULT_BEST`. A name: that metric alone, ``"min"`` when the name ends
+    in ``"loss"`` and ``"max"`` otherwise (Hugging Face's ``greater_is_better`` rule). A
+    ``(name, "min" | "max")`` pair: as given (e.g. ``("val_wer", "min")``).
+    """
+    if metric is None:
+        return DEFAULT_BEST
+    if isinstance(metric, str):
+        name, mode = metric, "min" if metric.endswith("loss") else "max"
+    elif (isinstance(metric, (tuple, list)) and len(metric) == 2
+          and all(isinstance(m, str) for m in metric)):
+        name, mode = metric
+    else:
+        raise TypeError(f"best_metric must be a metric name or a (name, 'min' | 'max') pair, "
+                        f"got {metric!r}")
+    if not name:
+        raise ValueError("best_metric needs a metric name, e.g. 'val_loss'")
+    if mode not in ("min", "max"):
+        raise ValueError(f"best_metric's mode must be 'min' or 'max', got {mode!r}")
+    return ((name, mode),)
+
+
 class BestSnapshot(Snapshot):
     """The weights (and optimizer state) at the best value of an observed metric.
 
     :meth:`offer` takes a snapshot whenever the metric beats the best so far, so restoring
     it gives the model the validation picked. The metric is the first of ``preference``
-    (``(name, "min" | "max")`` pairs) present in the first observation: the task's
-    accuracy when it is observed (a validation loss can rise from over-confidence while
-    accuracy still improves), else the validation loss.
+    (``(name, "min" | "max")`` pairs, see :func:`best_preference`) present in the first
+    observation that holds one of them.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer,
-                 preference: tuple[tuple[str, str], ...] = (("val_acc", "max"),
-                                                            ("val_loss", "min"))) -> None:
+                 preference: tuple[tuple[str, str], ...] = DEFAULT_BEST) -> None:
         super().__init__(optimizer)
         self.preference = preference
         self.metric: str | None = None
@@ -221,4 +249,4 @@ def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["BestSnapshot", "Snapshot", "read_state_file"]
+__all__ = ["DEFAULT_BEST", "BestSnapshot", "Snapshot", "best_preference", "read_state_file"]

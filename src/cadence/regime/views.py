@@ -150,8 +150,8 @@ class RegimeViews:
             sink.metrics(record)
 
     def best_state(self) -> dict[str, Any] | None:
-        """The best-by-validation weights seen by :meth:`observe` (by ``val_acc`` when it
-        is observed, else ``val_loss``; see ``regime.snapshot.BestSnapshot``):
+        """The best-by-validation weights seen by :meth:`observe` (by ``best_metric``;
+        by default ``val_acc`` when it is observed, else ``val_loss``):
         ``{"step", "metric", "value", "params"}`` with one CPU tensor per optimizer
         parameter, in group order; ``None`` before any observation or when the preset
         keeps none (``auto`` keeps it)."""

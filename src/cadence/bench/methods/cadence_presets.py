@@ -35,7 +35,8 @@ class CadenceTrainer(Trainer):
         )
         self.optimizer = torch.optim.AdamW(groups)
         self.regime: Any = cadence.Regime(
-            self.optimizer, total_steps=ctx.total_steps, preset=preset, **options
+            self.optimizer, total_steps=ctx.total_steps, preset=preset,
+            **_best_by_primary(preset, ctx), **options
         )
 
     def step(self, loss: torch.Tensor) -> None:
@@ -52,6 +53,21 @@ class CadenceTrainer(Trainer):
         best = self.regime.best_state()
         return bool(best is not None and best["step"] != self.regime.step_count
                     and self.regime.restore_best())
+
+
+def _best_by_primary(preset: str, ctx: RunContext) -> dict[str, Any]:
+    """``best_metric`` for a preset that keeps best-by-validation weights: the workload's
+    primary metric, as a user names the metric they select on (HF's
+    ``metric_for_best_model``). Without it ``auto`` picks by ``val_acc`` whenever it is
+    observed: on logreg, whose metric is the loss, that restored weights 4 – 120× worse than
+    the final ones on 3 of 10 seeds."""
+    from cadence.regime.presets import resolve_preset
+
+    if ctx.primary not in ("loss", "acc"):
+        return {}
+    keeps = resolve_preset(preset, ctx.total_steps, None).options.get("keep_best")
+    return {"best_metric": (f"val_{ctx.primary}", "max" if ctx.higher_is_better else "min")
+            } if keeps else {}
 
 
 def _factory(preset: str, **options: Any) -> Any:
