@@ -151,3 +151,47 @@ def test_evaluation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: 
     params = [p for g in regime.optimizer.param_groups for p in g["params"]]  # its order
     for p, q in zip(params, best["params"], strict=True):
         assert torch.equal(p.detach().cpu(), q)
+
+
+def test_metric_for_best_model_picks_the_weights_that_come_back(tmp_path: Path) -> None:
+    """With ``restore_best=True`` the callback follows ``metric_for_best_model`` (and
+    ``greater_is_better``): a custom ``eval_hits`` reaches the Regime as ``val_hits`` and the
+    weights at its best evaluation are the ones restored."""
+
+    def hits(pred: Any) -> dict[str, float]:
+        return {"hits": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    model = TinyClassifier()
+    callback = CadenceTrainerCallback(preset="cosine", restore_best=True)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
+        learning_rate=LR, max_grad_norm=0.0, report_to=[], use_cpu=True, seed=0,
+        eval_strategy="steps", eval_steps=3, save_strategy="no", disable_tqdm=True,
+        dataloader_num_workers=0, metric_for_best_model="hits",
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
+                                   eval_dataset=Points(24), callbacks=[callback],
+                                   compute_metrics=hits)
+    trainer.train()
+    best = callback.regime.best_state()
+    assert best is not None and best["metric"] == "val_hits"
+    evals = [h["eval_hits"] for h in trainer.state.log_history if "eval_hits" in h]
+    assert best["value"] == pytest.approx(max(evals))
+    params = [p for g in callback.regime.optimizer.param_groups for p in g["params"]]
+    for p, q in zip(params, best["params"], strict=True):
+        assert torch.equal(p.detach().cpu(), q)
+
+
+@pytest.mark.parametrize(("metric", "greater", "expected"), [
+    (None, None, None), ("eval_loss", None, ("val_loss", "min")),
+    ("accuracy", None, ("val_acc", "max")), ("wer", False, ("val_wer", "min")),
+    ("bleu", True, ("val_bleu", "max")),
+])
+def test_best_metric_of_the_training_arguments(metric: str | None, greater: bool | None,
+                                               expected: tuple[str, str] | None) -> None:
+    from types import SimpleNamespace
+
+    from cadence.integrations.hf import best_metric_of
+
+    args = SimpleNamespace(metric_for_best_model=metric, greater_is_better=greater)
+    assert best_metric_of(args) == expected

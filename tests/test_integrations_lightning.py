@@ -148,3 +148,31 @@ def test_validation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: 
     assert best is not None and best["metric"] == "val_acc" and best["step"] > 0
     for p, q in zip(module.parameters(), best["params"], strict=True):
         assert torch.equal(p.detach().cpu(), q)
+
+
+class TinyWithMargin(TinyWithValidation):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        x, y = batch
+        logits = self.net(x)
+        self.log("val_margin", logits.gather(1, y[:, None]).mean() - logits.mean())
+
+
+def test_a_named_best_metric_is_read_from_the_logged_metrics(tmp_path: Path) -> None:
+    """``best_metric="val_margin"`` (as ``ModelCheckpoint(monitor=...)`` would name it):
+    the logged ``val_margin`` reaches the Regime and picks the weights restored."""
+    x, y = data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    module = TinyWithMargin()
+    callback = CadenceCallback(preset="auto", restore_best=True, best_metric="val_margin")
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[callback], val_check_interval=4, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, loader, loader)
+    best = callback.regime.best_state()
+    assert best is not None and best["metric"] == "val_margin" and best["step"] > 0
+    assert "val_margin" in callback.regime.metrics
+    for p, q in zip(module.parameters(), best["params"], strict=True):
+        assert torch.equal(p.detach().cpu(), q)

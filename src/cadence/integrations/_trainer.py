@@ -11,6 +11,7 @@ trainer skips (``GradScaler`` on overflow) fires no hook and is not counted.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -34,12 +35,17 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
-def validation_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+def validation_metrics(metrics: dict[str, Any], prefix: str,
+                       also: Iterable[str] = ()) -> dict[str, float]:
     """A trainer's evaluation metrics as the Regime's names: ``<prefix>loss`` →
-    ``val_loss`` and ``<prefix>accuracy`` / ``<prefix>acc`` → ``val_acc`` (finite
-    numbers only; a metric the trainer did not compute is left out)."""
+    ``val_loss``, ``<prefix>accuracy`` / ``<prefix>acc`` → ``val_acc``, and each
+    ``val_<name>`` of ``also`` (the metric the best weights are picked by, e.g. ``val_f1``)
+    from ``<prefix><name>`` (finite numbers only; a metric the trainer did not compute is
+    left out)."""
+    wanted = [("val_loss", ("loss",)), ("val_acc", ("accuracy", "acc"))]
+    wanted += [(n, (n.removeprefix("val_"),)) for n in also if n not in ("val_loss", "val_acc")]
     out: dict[str, float] = {}
-    for ours, theirs in (("val_loss", ("loss",)), ("val_acc", ("accuracy", "acc"))):
+    for ours, theirs in wanted:
         for name in theirs:
             value = metrics.get(prefix + name)
             if isinstance(value, torch.Tensor) and value.numel() == 1:
@@ -49,6 +55,12 @@ def validation_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]
                 out[ours] = float(value)
                 break
     return out
+
+
+def best_metric_names(regime: Any) -> list[str]:
+    """The observed names the Regime picks its best weights by (none when it keeps none)."""
+    best = getattr(regime, "best", None)
+    return [name for name, _ in best.preference] if best is not None else []
 
 
 class KnobLog:

@@ -30,6 +30,7 @@ import torch
 from cadence.checks import check_int
 from cadence.integrations._trainer import (
     KnobLog,
+    best_metric_names,
     finish_after_each_step,
     unwrap_optimizer,
     validation_metrics,
@@ -57,7 +58,9 @@ class CadenceTrainerCallback(TrainerCallback):
         preset: the Regime preset (``"auto"`` by default).
         total_steps: planned optimizer updates; ``None`` uses the Trainer's ``max_steps``.
         restore_best: at the end of training, put back the best-by-validation weights the
-            Regime kept (``auto`` keeps them), as ``load_best_model_at_end`` does.
+            Regime kept (``auto`` keeps them), as ``load_best_model_at_end`` does; picked
+            by ``TrainingArguments.metric_for_best_model`` (and ``greater_is_better``) when
+            it is set and ``best_metric`` is not passed.
         **regime_kwargs: passed to ``Regime``; ``log_dir`` defaults to
             ``<output_dir>/cadence``. ``accumulation_steps`` is not accepted (set
             ``gradient_accumulation_steps`` in ``TrainingArguments``).
@@ -106,6 +109,10 @@ class CadenceTrainerCallback(TrainerCallback):
             _silence_scheduler(lr_scheduler, opt)
         if state.global_step > 0:  # resuming: append to the run folder, state from below
             kwargs_.setdefault("resume", "append")
+        if self.restore_best and "best_metric" not in kwargs_:
+            chosen = best_metric_of(args)
+            if chosen is not None:
+                kwargs_["best_metric"] = chosen
         self.regime = Regime(opt, total_steps=total, preset=self.preset, **kwargs_)
         if state.global_step > 0:  # resuming: the Trainer restored its state before this hook
             self._resume(Path(args.output_dir) / f"checkpoint-{state.global_step}")
@@ -161,10 +168,14 @@ class CadenceTrainerCallback(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any,
                     metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
-        """Hand the evaluation to the Regime: ``eval_loss`` as ``val_loss`` and
-        ``eval_accuracy`` (or ``eval_acc``) as ``val_acc`` (every rank evaluates)."""
+        """Hand the evaluation to the Regime: ``eval_loss`` as ``val_loss``,
+        ``eval_accuracy`` (or ``eval_acc``) as ``val_acc`` and ``eval_<name>`` as
+        ``val_<name>`` for the metric the best weights are picked by (every rank
+        evaluates)."""
         if self.regime is not None and metrics:
-            self.regime.observe(**validation_metrics(metrics, "eval_"))
+            found = validation_metrics(metrics, "eval_", best_metric_names(self.regime))
+            if found:
+                self.regime.observe(**found)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         for hook in self._hooks:
@@ -174,6 +185,23 @@ class CadenceTrainerCallback(TrainerCallback):
             if self.restore_best:
                 self.regime.restore_best()
             self.regime.close()
+
+
+def best_metric_of(args: Any) -> tuple[str, str] | None:
+    """``TrainingArguments.metric_for_best_model`` as the Regime's ``best_metric``:
+    ``"loss"`` / ``"eval_loss"`` → ``val_loss``, ``"accuracy"`` → ``val_acc``, any other
+    ``"f1"`` → ``val_f1``; the mode from ``greater_is_better`` (HF's default when unset:
+    maximise unless the name ends in "loss"). ``None`` when no metric is set."""
+    metric = getattr(args, "metric_for_best_model", None)
+    if not metric:
+        return None
+    metric = str(metric).removeprefix("eval_")
+    name = {"loss": "val_loss", "accuracy": "val_acc", "acc": "val_acc"}.get(metric,
+                                                                          f"val_{metric}")
+    greater = getattr(args, "greater_is_better", None)
+    if greater is None:
+        greater = not metric.endswith("loss")
+    return name, "max" if greater else "min"
 
 
 def _loss_of(output: Any) -> torch.Tensor | None:

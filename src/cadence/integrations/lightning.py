@@ -36,6 +36,7 @@ import torch
 from cadence.checks import check_int
 from cadence.integrations._trainer import (
     KnobLog,
+    best_metric_names,
     finish_after_each_step,
     unwrap_optimizer,
     validation_metrics,
@@ -67,7 +68,8 @@ class CadenceCallback(Callback):
             decides how often it writes).
         restore_best: at the end of ``fit``, put back the best-by-validation weights the
             Regime kept (``auto`` keeps them; validation is read from the logged
-            ``val_loss`` and ``val_acc``).
+            ``val_loss`` and ``val_acc``, and the metric named by ``best_metric=``, e.g.
+            ``best_metric="val_f1"``, as ``ModelCheckpoint(monitor=...)`` names it).
         **regime_kwargs: passed to ``Regime`` (``log_dir=``, ``bounds=``, ``clip_norm=``,
             …). ``log_dir`` defaults to ``<trainer.log_dir>/cadence`` when the trainer has
             a log folder. ``accumulation_steps`` is not accepted: Lightning accumulates.
@@ -163,7 +165,8 @@ class CadenceCallback(Callback):
         (not during the sanity check, which sees untrained weights)."""
         if self.regime is None or getattr(trainer, "sanity_checking", False):
             return
-        found = validation_metrics(dict(trainer.callback_metrics), "val_")
+        found = validation_metrics(dict(trainer.callback_metrics), "val_",
+                                   best_metric_names(self.regime))
         if found:
             self.regime.observe(**found)
 
