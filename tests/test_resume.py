@@ -95,3 +95,56 @@ def test_load_with_new_total_steps_replans_explicitly():
     _, same = small(total=20)
     same.load_state_dict(state)
     assert not same.events and same.values() == regime.values()
+
+
+def _observed_run(regime, model, start, stop, readings):
+    """Steps ``start`` … ``stop`` - 1, observing ``readings[step]`` where it has one."""
+    gen = torch.Generator().manual_seed(start)
+    for step in range(start, stop):
+        loss = model(torch.randn(4, 3, generator=gen)).pow(2).mean()
+        loss.backward()
+        regime.step(loss)
+        if step + 1 in readings:
+            regime.observe(val_loss=readings[step + 1])
+
+
+def test_the_best_weights_survive_a_resume(tmp_path):
+    """A checkpoint keeps the best-by-validation weights and value: after a resume, a worse
+    reading is no new best, and ``restore_best`` gives back the weights from before it."""
+    readings = {4: 0.9, 8: 0.5, 12: 0.7, 16: 0.8}  # best at step 8, before the split
+
+    def build():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return model, Regime(opt, total_steps=20, preset="cosine", best_metric="val_loss")
+
+    model, regime = build()
+    _observed_run(regime, model, 0, 10, readings)
+    best_weights = [b.clone() for b in regime.best_state()["params"]]
+    torch.save({"model": model.state_dict(), "optimizer": regime.optimizer.state_dict(),
+                "regime": regime.state_dict()}, tmp_path / "ckpt.pt")
+
+    model, resumed = build()
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    model.load_state_dict(saved["model"])
+    resumed.optimizer.load_state_dict(saved["optimizer"])
+    resumed.load_state_dict(saved["regime"])
+    _observed_run(resumed, model, 10, 20, readings)
+    best = resumed.best_state()
+    assert best is not None and (best["step"], best["value"]) == (8, 0.5)
+    assert resumed.restore_best()
+    assert all(torch.equal(p.detach(), q) for p, q in zip(model.parameters(), best_weights,
+                                                         strict=True))
+
+
+def test_a_best_by_another_metric_is_not_carried_into_a_resumed_run():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    first = Regime(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=20,
+                   preset="cosine", best_metric="val_loss")
+    _observed_run(first, model, 0, 8, {4: 0.9, 8: 0.5})
+    other = Regime(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=20,
+                   preset="cosine", best_metric="val_acc")
+    other.load_state_dict(first.state_dict())
+    assert other.best_state() is None

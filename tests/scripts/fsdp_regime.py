@@ -126,6 +126,7 @@ def main(out: Path) -> None:
     rec["accumulated"] = accumulated(model, opt, rank)
     (out / f"rank{rank}.json").write_text(json.dumps(rec, default=str))
     regime.close()
+    dist.barrier()  # both ranks done before teardown (gloo could abort one mid-exit)
     dist.destroy_process_group()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,7 @@ class BestSnapshot(Snapshot):
         self.metric: str | None = None
         self.mode = "min"
         self.value: float | None = None
+        self._params_only = False  # loaded from a checkpoint: no optimizer state to restore
 
     def offer(self, step: int, metrics: dict[str, float]) -> bool:
         """Snapshot now if the metric is a new best; ``True`` iff it was."""
@@ -228,10 +230,51 @@ class BestSnapshot(Snapshot):
                 "params": [b.detach().cpu().clone() for b in self._param_bufs]}
 
     def restore(self) -> bool:  # type: ignore[override]
+        """Put the best weights back (and their optimizer state, unless they came from a
+        checkpoint, which keeps the weights only); ``False`` when there are none."""
         if not self.valid:
             return False
-        super().restore()
+        if self._params_only:
+            assert self._param_bufs is not None
+            with torch.no_grad():
+                self._copy(self._values(), self._param_bufs)
+        else:
+            super().restore()
         return True
+
+    def take(self, step: int) -> None:
+        super().take(step)
+        self._params_only = False
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint keeps of it, so a resumed run still knows its best: the metric,
+        its mode, best value and step, and CPU copies of the weights (not their optimizer
+        state: one more copy of the parameters in the checkpoint, not three). ``None``
+        before the first observation of the metric."""
+        if self.metric is None:
+            return None
+        params = (None if self._param_bufs is None or self.step is None
+                  else [b.detach().to("cpu", copy=True) for b in self._param_bufs])
+        return {"metric": self.metric, "mode": self.mode, "value": self.value,
+                "step": self.step, "params": params}
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Restore :meth:`state_dict` (``None``, as older checkpoints hold: nothing kept)."""
+        self.metric, self.mode, self.value = None, "min", None
+        self._param_bufs, self._state, self.step = None, {}, None
+        if state is None or state["metric"] not in [m for m, _ in self.preference]:
+            return  # nothing kept, or a best by another metric than this run picks by
+        params = state.get("params")
+        if params is not None and (len(params) != len(self.params) or any(
+                b.shape != v.shape for b, v in zip(params, self._values(), strict=True))):
+            raise ValueError("the saved best weights do not match this optimizer's parameters")
+        self.metric, self.mode = str(state["metric"]), str(state["mode"])
+        self.value = None if state["value"] is None else float(state["value"])
+        if params is not None:
+            self._param_bufs = [b.to(v.device, v.dtype) for b, v in zip(params, self._values(),
+                                                                        strict=True)]
+            self.step = int(state["step"])
+            self._params_only = True
 
 
 def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:

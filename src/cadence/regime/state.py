@@ -69,6 +69,7 @@ def regime_state(regime: Any) -> dict[str, Any]:
         "metrics_step": regime.metrics_step,
         "event_count": regime._event_offset + len(regime.events),
         "snapshot": {"step": regime.snapshot.step, "path": regime.snapshot.path},
+        "best": regime.best.state_dict() if regime.best is not None else None,
         "rng": regime.generator.get_state(),
     }
 
@@ -127,6 +128,8 @@ def load_regime_state(regime: Any, state: Mapping[str, Any]) -> None:
     regime.metrics_step = state["metrics_step"]
     regime._event_offset = int(state["event_count"]) - len(regime.events)
     regime.snapshot.path = state["snapshot"]["path"]
+    if regime.best is not None:
+        regime.best.load_state_dict(state.get("best"))
     regime.generator.set_state(state["rng"])
     regime.measure.reset()
     regime.knobs.write_lr(regime.step_count)
