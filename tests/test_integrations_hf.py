@@ -128,20 +128,28 @@ def test_resuming_from_a_checkpoint_restores_the_regime(tmp_path: Path) -> None:
         torch.testing.assert_close(p, p_whole, rtol=1e-6, atol=1e-7)
 
 
-def test_evaluation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: Path) -> None:
-    """``on_evaluate`` hands ``eval_loss`` to the Regime as ``val_loss``; with
-    ``restore_best=True`` the weights at the best evaluation are back after training."""
-    model = TinyClassifier()
-    callback = CadenceTrainerCallback(preset="auto", restore_best=True)
-    args = transformers.TrainingArguments(
+def evaluated_run(tmp_path: Path, callback: CadenceTrainerCallback,
+                  compute_metrics: Any = None, **args: Any) -> Any:
+    """12 Trainer steps evaluated every 3 on a held-out set, with ``args`` added to the
+    ``TrainingArguments``."""
+    training_args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
         learning_rate=LR, max_grad_norm=0.0, report_to=[], use_cpu=True, seed=0,
         eval_strategy="steps", eval_steps=3, save_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, **args,
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
-                                   eval_dataset=Points(24), callbacks=[callback])
+    trainer = transformers.Trainer(model=TinyClassifier(), args=training_args,
+                                   train_dataset=Points(), eval_dataset=Points(24),
+                                   callbacks=[callback], compute_metrics=compute_metrics)
     trainer.train()
+    return trainer
+
+
+def test_evaluation_reaches_the_regime_and_the_best_weights_come_back(tmp_path: Path) -> None:
+    """``on_evaluate`` hands ``eval_loss`` to the Regime as ``val_loss``; with
+    ``restore_best=True`` the weights at the best evaluation are back after training."""
+    callback = CadenceTrainerCallback(preset="auto", restore_best=True)
+    trainer = evaluated_run(tmp_path, callback)
     regime = callback.regime
     assert "val_loss" in regime.metrics
     best = regime.best_state()
@@ -161,18 +169,9 @@ def test_metric_for_best_model_picks_the_weights_that_come_back(tmp_path: Path) 
     def hits(pred: Any) -> dict[str, float]:
         return {"hits": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-    model = TinyClassifier()
     callback = CadenceTrainerCallback(preset="cosine", restore_best=True)
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8,
-        learning_rate=LR, max_grad_norm=0.0, report_to=[], use_cpu=True, seed=0,
-        eval_strategy="steps", eval_steps=3, save_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=0, metric_for_best_model="hits",
-    )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=Points(),
-                                   eval_dataset=Points(24), callbacks=[callback],
-                                   compute_metrics=hits)
-    trainer.train()
+    trainer = evaluated_run(tmp_path, callback, compute_metrics=hits,
+                            metric_for_best_model="hits")
     best = callback.regime.best_state()
     assert best is not None and best["metric"] == "val_hits"
     evals = [h["eval_hits"] for h in trainer.state.log_history if "eval_hits" in h]
