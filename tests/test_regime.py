@@ -120,9 +120,9 @@ def test_auto_is_cosine_with_total_steps():
     assert r.schedules("group0", 50) == pytest.approx(hf_cosine(50, 100, 5))
 
 
-@pytest.mark.parametrize("total, warm", [(100, 25), (400, 100), (1000, 100), (2000, 100),
-                                         (3000, 150), (10_000, 500)])
-def test_autos_warmup_is_5_percent_but_at_least_100_updates_and_at_most_a_quarter(total, warm):
+@pytest.mark.parametrize("total, warm", [(100, 25), (150, 38), (400, 50), (1000, 50),
+                                         (1500, 75), (3000, 150), (10_000, 500)])
+def test_autos_warmup_is_5_percent_but_at_least_50_updates_and_at_most_a_quarter(total, warm):
     r = Regime(torch.optim.AdamW(make_model().parameters(), lr=1e-3), total_steps=total)
     assert r.warmup_steps == warm
     assert r.schedules("group0", warm - 1) < 1 and r.schedules("group0", warm) == 1

@@ -46,6 +46,7 @@ def main(out: Path, policy: str) -> None:
     record = {"lrs": lrs, "events": [e.to_dict() for e in regime.events]}
     (out / f"rank{rank}.json").write_text(json.dumps(record, default=str))
     regime.close()
+    dist.barrier()  # both ranks done before teardown (gloo could abort one mid-exit)
     dist.destroy_process_group()
 
 

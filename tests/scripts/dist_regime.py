@@ -52,6 +52,7 @@ def main(out: Path) -> None:
     }
     (out / f"rank{rank}.json").write_text(json.dumps(record, default=str))
     regime.close()
+    dist.barrier()  # both ranks done before teardown (gloo could abort one mid-exit)
     dist.destroy_process_group()
 
 
