@@ -148,3 +148,18 @@ def test_a_best_by_another_metric_is_not_carried_into_a_resumed_run():
                    preset="cosine", best_metric="val_acc")
     other.load_state_dict(first.state_dict())
     assert other.best_state() is None
+
+
+def test_saved_best_weights_of_another_shape_are_refused():
+    def regime_of(width):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, width)
+        regime = Regime(torch.optim.SGD(model.parameters(), lr=0.1), total_steps=20,
+                        preset="cosine", best_metric="val_loss")
+        return model, regime
+
+    model, first = regime_of(2)
+    _observed_run(first, model, 0, 4, {4: 0.9})
+    _, other = regime_of(5)
+    with pytest.raises(ValueError, match="saved best weights do not match"):
+        other.load_state_dict(first.state_dict())

@@ -247,16 +247,12 @@ class BestSnapshot(Snapshot):
         self._params_only = False
 
     def state_dict(self) -> dict[str, Any] | None:
-        """What a checkpoint keeps of it, so a resumed run still knows its best: the metric,
-        its mode, best value and step, and CPU copies of the weights (not their optimizer
-        state: one more copy of the parameters in the checkpoint, not three). ``None``
-        before the first observation of the metric."""
-        if self.metric is None:
-            return None
-        params = (None if self._param_bufs is None or self.step is None
-                  else [b.detach().to("cpu", copy=True) for b in self._param_bufs])
-        return {"metric": self.metric, "mode": self.mode, "value": self.value,
-                "step": self.step, "params": params}
+        """What a checkpoint keeps of it, so a resumed run still knows its best:
+        :meth:`state` (metric, best value, step, CPU copies of the weights, not their
+        optimizer state: one more copy of the parameters in the checkpoint, not three) and
+        the metric's mode. ``None`` before the first observation of the metric."""
+        kept = self.state()
+        return None if kept is None else {**kept, "mode": self.mode}
 
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         """Restore :meth:`state_dict` (``None``, as older checkpoints hold: nothing kept)."""
@@ -264,17 +260,16 @@ class BestSnapshot(Snapshot):
         self._param_bufs, self._state, self.step = None, {}, None
         if state is None or state["metric"] not in [m for m, _ in self.preference]:
             return  # nothing kept, or a best by another metric than this run picks by
-        params = state.get("params")
-        if params is not None and (len(params) != len(self.params) or any(
-                b.shape != v.shape for b, v in zip(params, self._values(), strict=True))):
+        params = state["params"]
+        if len(params) != len(self.params) or any(
+                b.shape != v.shape for b, v in zip(params, self._values(), strict=True)):
             raise ValueError("the saved best weights do not match this optimizer's parameters")
         self.metric, self.mode = str(state["metric"]), str(state["mode"])
-        self.value = None if state["value"] is None else float(state["value"])
-        if params is not None:
-            self._param_bufs = [b.to(v.device, v.dtype) for b, v in zip(params, self._values(),
-                                                                        strict=True)]
-            self.step = int(state["step"])
-            self._params_only = True
+        self.value = float(state["value"])
+        self._param_bufs = [b.to(v.device, v.dtype) for b, v in zip(params, self._values(),
+                                                                    strict=True)]
+        self.step = int(state["step"])
+        self._params_only = True
 
 
 def read_state_file(path: str | os.PathLike[str]) -> dict[str, Any]:
