@@ -28,7 +28,7 @@ def _run(kind: str, steps: int = 520, seed: int = 0) -> cadence.Regime:
         # depends on the whole path (seed, lr trials); the "lr" test's seed takes the
         # drift-check path it is about (seeds 2, 4 and 5 do since harmful trials restore
         # their start's weights; seed 2's first trial is one; with the 45-update warmup
-        # auto had before its 100-update floor)
+        # auto had before its warmup floor)
         regime = cadence.Regime(opt, total_steps=900, schedule=schedule, warmup_steps=45)
         for step in range(steps):
             x = torch.randn(64, 10, generator=gen)

@@ -123,7 +123,7 @@ def main() -> None:
     b.add_argument("--decay", type=float, default=0.2)
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
     b.add_argument("--auto-warmup", action="store_true",
-                   help="warm up as auto does (at least 100 updates) instead of 5 %%")
+                   help="warm up as auto does (auto_warmup: 5 %% with a floor) instead of 5 %%")
     b.add_argument("--workloads", nargs="+", help="only these workloads")
     p = sub.add_parser("probe")
     p.add_argument("workload")
